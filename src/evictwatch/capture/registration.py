@@ -1,0 +1,70 @@
+"""The ValidatingWebhookConfiguration for local runs (``--self-signed`` and the sandbox).
+
+In a cluster the Helm chart owns this object (with a ``service`` reference and a caBundle
+injected by cert-manager). Locally, the process registers its own URL and CA, keeps the
+bundle in step with the certificate it generated, and removes the object on a clean exit.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from lightkube import AsyncClient
+from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+
+from ..config import WebhookConfig
+from ..kube.client import from_manifest, is_not_found
+
+WEBHOOK_NAME = "pods-eviction.evictwatch.io"
+
+
+def webhook_configuration(settings: WebhookConfig, client_config: dict[str, Any]) -> dict[str, Any]:
+    """The manifest: the rules, policies and versions the reference design registers."""
+    webhook: dict[str, Any] = {
+        "name": WEBHOOK_NAME,
+        "clientConfig": client_config,
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods/eviction"],
+                "operations": ["CREATE"],
+                "scope": "Namespaced",
+            }
+        ],
+        "admissionReviewVersions": list(settings.admissionReviewVersions),
+        "sideEffects": settings.sideEffects,
+        "matchPolicy": settings.matchPolicy,
+        "failurePolicy": settings.failurePolicy,
+        "timeoutSeconds": settings.timeoutSeconds,
+    }
+    if settings.namespaceSelector is not None:
+        webhook["namespaceSelector"] = settings.namespaceSelector.model_dump(exclude_defaults=True)
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": settings.configurationName,
+            "labels": {"app.kubernetes.io/managed-by": "evictwatch"},
+        },
+        "webhooks": [webhook],
+    }
+
+
+def url_client_config(url: str, ca_pem: bytes) -> dict[str, Any]:
+    return {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
+
+
+async def register(client: AsyncClient, manifest: dict[str, Any]) -> None:
+    """Create or update the configuration (server-side apply, our field manager wins)."""
+    obj = from_manifest(ValidatingWebhookConfiguration, manifest)
+    await client.apply(obj, field_manager="evictwatch", force=True)
+
+
+async def unregister(client: AsyncClient, name: str) -> None:
+    try:
+        await client.delete(ValidatingWebhookConfiguration, name)
+    except Exception as error:
+        if not is_not_found(error):
+            raise

@@ -1,0 +1,158 @@
+"""The ValidatingAdmissionWebhook for ``pods/eviction``: record every attempt, allow it always.
+
+The decision path, in order (each step cheaper than the next):
+
+1. bad body -> HTTP 400 with the reason (the API server then applies failurePolicy);
+2. not CREATE -> allowed, not recorded; 3. not an Eviction -> ``allowed: false``, code 400;
+4. dry run (``?dryRun=All`` or ``deleteOptions.dryRun``) -> allowed, not recorded;
+5. namespace filtered out -> allowed; 6. GET the Pod (the review never carries it), then the
+   label filter and our own Pods -> allowed; 7. create or merge the record -> allowed.
+
+Our own trouble never blocks an eviction: a failed lookup or write is logged at error level,
+counted in ``evictwatch_records_lost_total``, and the answer is still ``allowed: true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lightkube import AsyncClient
+
+from .. import telemetry
+from ..kube.pods import lookup_pod
+from ..model.admission import (
+    AdmissionRequest,
+    NotAnEviction,
+    ReviewError,
+    build_response,
+    decode_eviction,
+    parse_review,
+)
+from ..model.record import PodInfo
+from ..model.types import EvictionAttempt, Source
+from ..records.store import RecordStore, WriteResult
+from .filtering import CaptureFilter
+
+log = logging.getLogger("evictwatch.webhook")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to send back: an HTTP status and a JSON document."""
+
+    http_status: int
+    body: dict[str, Any]
+    decision: str
+
+
+PodLookup = Callable[[str, str], Awaitable[PodInfo]]
+
+
+class EvictionWebhook:
+    """The HTTP-independent handler: bytes in, :class:`Answer` out."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        capture_filter: CaptureFilter,
+        *,
+        store: RecordStore | None = None,
+        lookup: PodLookup | None = None,
+        write_timeout: float = 3.0,
+    ) -> None:
+        self.store = store or RecordStore(client)
+        self.filter = capture_filter
+        self.lookup: PodLookup = lookup or (lambda ns, name: lookup_pod(client, ns, name))
+        self.write_timeout = write_timeout
+
+    async def review(self, body: bytes) -> Answer:
+        started = time.perf_counter()
+        answer = await self._review(body, started)
+        telemetry.WEBHOOK_SECONDS.labels(answer.decision).observe(time.perf_counter() - started)
+        telemetry.WEBHOOK_REQUESTS.labels(answer.decision).inc()
+        return answer
+
+    async def _review(self, body: bytes, started: float) -> Answer:
+        try:
+            request = parse_review(body)
+        except ReviewError as error:
+            log.warning("rejected a malformed AdmissionReview: %s", error, extra={"reason": str(error)})
+            return Answer(400, {"error": f"malformed AdmissionReview: {error}"}, "bad_request")
+        if request.operation != "CREATE":
+            return self._allow(request, "not_create")
+        try:
+            attempt = decode_eviction(request)
+        except NotAnEviction as error:
+            return Answer(
+                200, build_response(request, allowed=False, code=400, message=str(error)), "wrong_kind"
+            )
+        except ReviewError as error:
+            log.warning("rejected an undecodable Eviction: %s", error, extra={"reason": str(error)})
+            return Answer(400, {"error": f"malformed Eviction: {error}"}, "bad_request")
+        if attempt.dry_run:
+            log.debug("dry-run eviction of %s not recorded", attempt.key, extra=_pod_extra(attempt))
+            return self._allow(request, "dry_run")
+        if not self.filter.namespace(attempt.namespace).capture:
+            return self._allow(request, "filtered")
+        try:
+            result = await asyncio.wait_for(self._record(attempt), self.write_timeout)
+        except Exception as error:
+            telemetry.RECORDS_LOST.labels(str(Source.EVICTION_API)).inc()
+            log.error(
+                "LOST the eviction attempt of %s: %s: %s",
+                attempt.key,
+                type(error).__name__,
+                error,
+                extra={**_pod_extra(attempt), "requester": attempt.requester.username},
+            )
+            return self._allow(request, "lost")
+        if result is None:
+            return self._allow(request, "filtered")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        telemetry.ATTEMPTS.labels(
+            attempt.namespace, str(Source.EVICTION_API), str(attempt.requester.component)
+        ).inc()
+        log.info(
+            "eviction attempt %d at %s by %s recorded in %.1f ms",
+            result.attempts,
+            attempt.key,
+            attempt.requester.username,
+            elapsed_ms,
+            extra={
+                **_pod_extra(attempt),
+                "requester": attempt.requester.username,
+                "component": str(attempt.requester.component),
+                "attempts": result.attempts,
+                "record": result.name,
+                "handling_ms": round(elapsed_ms, 2),
+            },
+        )
+        return self._allow(request, "recorded")
+
+    async def _record(self, attempt: EvictionAttempt) -> WriteResult | None:
+        pod = await self.lookup(attempt.namespace, attempt.pod_name)
+        decision = self.filter.pod(pod)
+        if not decision.capture:
+            log.debug(
+                "eviction of %s not recorded: %s", attempt.key, decision.reason, extra=_pod_extra(attempt)
+            )
+            return None
+        return await self.store.record_api_attempt(attempt, pod)
+
+    @staticmethod
+    def _allow(request: AdmissionRequest, decision: str) -> Answer:
+        return Answer(200, build_response(request, allowed=True), decision)
+
+
+def _pod_extra(attempt: EvictionAttempt) -> dict[str, str]:
+    return {"namespace": attempt.namespace, "pod": attempt.pod_name}
+
+
+def encode(answer: Answer) -> bytes:
+    return json.dumps(answer.body, separators=(",", ":")).encode()

@@ -1,0 +1,81 @@
+"""The one door to the API server: client construction, our resource types, error tests.
+
+Everything above this layer asks the API server through the lightkube ``AsyncClient`` made
+here, so that the field manager, timeouts and configuration loading are decided once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import httpx2
+from lightkube import ApiError, AsyncClient, KubeConfig
+
+FIELD_MANAGER = "evictwatch"
+
+R = TypeVar("R")
+
+
+def from_manifest(resource: type[R], manifest: dict[str, Any]) -> R:
+    """A typed lightkube object from a plain manifest (lightkube's from_dict is untyped)."""
+    return cast(R, resource.from_dict(manifest))  # type: ignore[attr-defined]
+
+
+class KubeConfigError(RuntimeError):
+    """No usable cluster configuration; the message says where we looked."""
+
+
+def load_config(kubeconfig: str | os.PathLike[str] | None = None, context: str | None = None) -> KubeConfig:
+    """The kubeconfig file named, else ``$KUBECONFIG`` or ``~/.kube/config``, else in-cluster."""
+    try:
+        if kubeconfig:
+            return KubeConfig.from_file(str(kubeconfig))
+        env = os.environ.get("KUBECONFIG")
+        if env:
+            return KubeConfig.from_file(env.split(os.pathsep)[0])
+        default = Path.home() / ".kube" / "config"
+        if default.is_file():
+            return KubeConfig.from_file(str(default))
+        return KubeConfig.from_service_account()
+    except Exception as error:
+        raise KubeConfigError(
+            "no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, or run in a Pod "
+            f"with a service account ({error})"
+        ) from None
+
+
+def make_client(
+    kubeconfig: str | os.PathLike[str] | None = None,
+    *,
+    config: KubeConfig | None = None,
+    namespace: str | None = None,
+    timeout: float = 10.0,
+    field_manager: str = FIELD_MANAGER,
+) -> AsyncClient:
+    """An async client with our field manager; ``timeout`` bounds every non-watch call."""
+    return AsyncClient(
+        config or load_config(kubeconfig),
+        namespace=namespace,
+        timeout=httpx2.Timeout(timeout),
+        field_manager=field_manager,
+        lazy=False,
+        trust_env=False,
+    )
+
+
+def status_code(error: BaseException) -> int | None:
+    """The HTTP status of an API error, or None for anything else."""
+    if isinstance(error, ApiError):
+        code = error.status.code
+        return int(code) if code is not None else error.response.status_code
+    return None
+
+
+def is_not_found(error: BaseException) -> bool:
+    return status_code(error) == 404
+
+
+def is_conflict(error: BaseException) -> bool:
+    return status_code(error) == 409

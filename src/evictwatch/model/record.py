@@ -1,0 +1,158 @@
+"""The shape of a PodEviction record, built from plain values (no I/O).
+
+One record per evicted Pod: its name is derived from the Pod's name and UID, so every
+attempt and every source that sees the same Pod lands on the same object, while a new Pod
+that reuses the name (a StatefulSet's ``web-0``) gets a record of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .types import EvictionAttempt, Requester, Source
+
+_MAX_NAME = 253
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    kind: str
+    name: str
+    uid: str = ""
+    api_version: str = ""
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """What the record keeps of the Pod; absent fields mean the Pod was not found."""
+
+    name: str
+    namespace: str
+    uid: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    node_name: str = ""
+    owner: OwnerRef | None = None
+    phase: str = ""
+    exists: bool = True
+
+
+def record_name(pod_name: str, pod_uid: str) -> str:
+    """``<pod>.<8 hex of the uid's hash>``: stable per Pod, unique per Pod incarnation.
+
+    A Pod that was not found has no uid; its attempts share the suffix of the empty uid,
+    so repeated tries at a missing Pod still merge.
+    """
+    suffix = hashlib.sha256(pod_uid.encode()).hexdigest()[:8]
+    return f"{pod_name[: _MAX_NAME - 9]}.{suffix}"
+
+
+def requester_to_json(requester: Requester) -> dict[str, Any]:
+    data: dict[str, Any] = {"username": requester.username, "component": str(requester.component)}
+    if requester.uid:
+        data["uid"] = requester.uid
+    if requester.groups:
+        data["groups"] = list(requester.groups)
+    if requester.service_account is not None:
+        data["serviceAccount"] = {
+            "namespace": requester.service_account.namespace,
+            "name": requester.service_account.name,
+        }
+    if requester.field_manager:
+        data["fieldManager"] = requester.field_manager
+    if requester.pod_name:
+        data["podName"] = requester.pod_name
+    return data
+
+
+def pod_to_json(pod: PodInfo) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": pod.name, "found": pod.exists}
+    if pod.uid:
+        data["uid"] = pod.uid
+    if pod.labels:
+        data["labels"] = dict(pod.labels)
+    if pod.node_name:
+        data["nodeName"] = pod.node_name
+    if pod.phase:
+        data["phase"] = pod.phase
+    if pod.owner is not None:
+        data["owner"] = {
+            key: value
+            for key, value in (
+                ("apiVersion", pod.owner.api_version),
+                ("kind", pod.owner.kind),
+                ("name", pod.owner.name),
+                ("uid", pod.owner.uid),
+            )
+            if value
+        }
+    return data
+
+
+def delete_options_to_json(attempt: EvictionAttempt) -> dict[str, Any]:
+    options = attempt.delete_options
+    data: dict[str, Any] = {}
+    if options.grace_period_seconds is not None:
+        data["gracePeriodSeconds"] = options.grace_period_seconds
+    preconditions = {
+        key: value
+        for key, value in (
+            ("uid", options.precondition_uid),
+            ("resourceVersion", options.precondition_resource_version),
+        )
+        if value is not None
+    }
+    if preconditions:
+        data["preconditions"] = preconditions
+    if options.propagation_policy is not None:
+        data["propagationPolicy"] = options.propagation_policy
+    return data
+
+
+def new_api_record_spec(attempt: EvictionAttempt, pod: PodInfo, now: str) -> dict[str, Any]:
+    """The spec of a record created by the first Eviction API attempt at a Pod."""
+    spec: dict[str, Any] = {
+        "pod": pod_to_json(pod),
+        "source": str(Source.EVICTION_API),
+        "sources": [str(Source.EVICTION_API)],
+        "requester": requester_to_json(attempt.requester),
+        "policyVersion": attempt.policy_version,
+        "attempts": 1,
+        "firstAttemptTime": now,
+        "lastAttemptTime": now,
+    }
+    options = delete_options_to_json(attempt)
+    if options:
+        spec["deleteOptions"] = options
+    return spec
+
+
+def merge_api_attempt(
+    spec: Mapping[str, Any], attempt: EvictionAttempt, pod: PodInfo, now: str
+) -> dict[str, Any]:
+    """A record's spec after one more Eviction API attempt at the same Pod.
+
+    The count goes up and the last time moves; the requester and options become the latest
+    attempt's (a drain and an autoscaler may take turns). A record first made by a watcher
+    gains the EvictionAPI source and the requester it could not know.
+    """
+    merged = dict(spec)
+    attempts = spec.get("attempts")
+    merged["attempts"] = (attempts if isinstance(attempts, int) else 0) + 1
+    merged.setdefault("firstAttemptTime", now)
+    merged["lastAttemptTime"] = now
+    merged["requester"] = requester_to_json(attempt.requester)
+    merged["policyVersion"] = attempt.policy_version
+    options = delete_options_to_json(attempt)
+    if options:
+        merged["deleteOptions"] = options
+    sources = [s for s in spec.get("sources") or [] if isinstance(s, str)]
+    if str(Source.EVICTION_API) not in sources:
+        sources.append(str(Source.EVICTION_API))
+    merged["sources"] = sources
+    merged.setdefault("source", str(Source.EVICTION_API))
+    if pod.exists and not (spec.get("pod") or {}).get("found", False):
+        merged["pod"] = pod_to_json(pod)
+    return merged

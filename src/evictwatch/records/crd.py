@@ -1,0 +1,168 @@
+"""The PodEviction CustomResourceDefinition: schema, printer columns, status subresource.
+
+The webhook writes ``spec`` (the facts of the attempts); the controller writes ``status``
+(the outcome and what it delivered). ``status`` defaults to ``{outcome: Pending}`` in the
+schema, so a fresh record reads as Pending without a second write from the webhook: the
+API server applies structural defaults whenever it reads the object from storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GROUP = "evictwatch.io"
+VERSION = "v1alpha1"
+KIND = "PodEviction"
+PLURAL = "podevictions"
+SINGULAR = "podeviction"
+SHORT_NAMES = ("pev",)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+_STR: dict[str, Any] = {"type": "string"}
+_STR_LIST: dict[str, Any] = {"type": "array", "items": _STR}
+_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+_STR_MAP: dict[str, Any] = {"type": "object", "additionalProperties": _STR}
+_SOURCES = ["EvictionAPI", "Kubelet", "Preemption", "TaintManager", "PodGC"]
+_OUTCOMES = ["Pending", "Evicted", "Blocked", "PodGone", "Failed"]
+
+
+def _obj(properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, **extra}
+
+
+_OWNER = _obj({"apiVersion": _STR, "kind": _STR, "name": _STR, "uid": _STR})
+
+SPEC_SCHEMA = _obj(
+    {
+        "pod": _obj(
+            {
+                "name": _STR,
+                "uid": _STR,
+                "found": {
+                    "type": "boolean",
+                    "description": "false when the Pod did not exist at the attempt",
+                },
+                "labels": _STR_MAP,
+                "nodeName": _STR,
+                "phase": _STR,
+                "owner": _OWNER,
+            },
+            required=["name"],
+        ),
+        "source": {"type": "string", "enum": _SOURCES, "description": "the first door it was seen through"},
+        "sources": {"type": "array", "items": {"type": "string", "enum": _SOURCES}},
+        "requester": _obj(
+            {
+                "username": _STR,
+                "uid": _STR,
+                "groups": _STR_LIST,
+                "serviceAccount": _obj({"namespace": _STR, "name": _STR}),
+                "fieldManager": _STR,
+                "component": _STR,
+                "podName": _STR,
+            }
+        ),
+        "policyVersion": _STR,
+        "deleteOptions": _obj(
+            {
+                "gracePeriodSeconds": {"type": "integer", "format": "int64"},
+                "preconditions": _obj({"uid": _STR, "resourceVersion": _STR}),
+                "propagationPolicy": _STR,
+            }
+        ),
+        "attempts": {"type": "integer", "format": "int64", "minimum": 0},
+        "firstAttemptTime": _TIME,
+        "lastAttemptTime": _TIME,
+        "reason": {"type": "string", "description": "the evicting component's reason"},
+        "message": _STR,
+        "pressure": _obj({"resource": _STR, "usage": _STR, "message": _STR}),
+    },
+    required=["pod", "source"],
+)
+
+STATUS_SCHEMA = _obj(
+    {
+        "outcome": {"type": "string", "enum": _OUTCOMES},
+        "outcomeTime": _TIME,
+        "outcomeReason": _STR,
+        "why": _obj({"component": _STR, "reason": _STR, "message": _STR, "eventTime": _TIME}),
+        "owners": {"type": "array", "items": _OWNER},
+        "node": _obj({"name": _STR, "labels": _STR_MAP, "unschedulable": {"type": "boolean"}}),
+        "disruptionBudgets": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "name": _STR,
+                    "disruptionsAllowed": {"type": "integer"},
+                    "currentHealthy": {"type": "integer"},
+                    "desiredHealthy": {"type": "integer"},
+                    "expectedPods": {"type": "integer"},
+                }
+            ),
+        },
+        "deliveries": {
+            "type": "object",
+            "additionalProperties": _obj(
+                {
+                    "state": {"type": "string", "enum": ["Pending", "Delivered", "Failed"]},
+                    "attempts": {"type": "integer"},
+                    "lastError": _STR,
+                    "time": _TIME,
+                    "outcome": _STR,
+                }
+            ),
+        },
+        "observedAttempts": {"type": "integer"},
+    },
+    default={"outcome": "Pending"},
+)
+
+
+def crd_manifest() -> dict[str, Any]:
+    """The CRD as a plain manifest (the Helm chart renders the same document)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/name": "evictwatch"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["evictwatch"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": _obj(
+                            {
+                                "apiVersion": _STR,
+                                "kind": _STR,
+                                "metadata": {"type": "object"},
+                                "spec": SPEC_SCHEMA,
+                                "status": STATUS_SCHEMA,
+                            },
+                            description="One evicted Pod: who asked, why, and what came of it.",
+                        )
+                    },
+                    "additionalPrinterColumns": [
+                        {"name": "Pod", "type": "string", "jsonPath": ".spec.pod.name"},
+                        {"name": "Node", "type": "string", "jsonPath": ".spec.pod.nodeName"},
+                        {"name": "Source", "type": "string", "jsonPath": ".spec.source"},
+                        {"name": "Requester", "type": "string", "jsonPath": ".spec.requester.username"},
+                        {"name": "Outcome", "type": "string", "jsonPath": ".status.outcome"},
+                        {"name": "Attempts", "type": "integer", "jsonPath": ".spec.attempts", "priority": 1},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                }
+            ],
+        },
+    }

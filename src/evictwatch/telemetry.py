@@ -1,0 +1,37 @@
+"""Prometheus metrics shared by every layer (a leaf module: it imports nothing of ours).
+
+Labels are bounded: namespace, source, component, outcome and sink names, never Pod names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WEBHOOK_SECONDS = Histogram(
+    "evictwatch_webhook_handling_seconds",
+    "Time the webhook took to answer an AdmissionReview, by decision.",
+    ["decision"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+    registry=REGISTRY,
+)
+WEBHOOK_REQUESTS = Counter(
+    "evictwatch_webhook_requests_total",
+    "AdmissionReviews answered, by decision (recorded, dry_run, filtered, not_create, wrong_kind, "
+    "bad_request, lost).",
+    ["decision"],
+    registry=REGISTRY,
+)
+ATTEMPTS = Counter(
+    "evictwatch_eviction_attempts_total",
+    "Eviction attempts recorded, by namespace, source and requester component.",
+    ["namespace", "source", "component"],
+    registry=REGISTRY,
+)
+RECORDS_LOST = Counter(
+    "evictwatch_records_lost_total",
+    "Attempts that could not be recorded because the API write failed.",
+    ["source"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,270 @@
+"""The eviction webhook on the real control plane: what the evicting client saw, what was recorded."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx2
+import pytest
+from lightkube import AsyncClient
+
+from evictwatch.config import Config, parse_config
+from evictwatch.operator import Operator
+from evictwatch.records.resource import PodEviction
+from evictwatch.testing.cluster import Cluster
+from evictwatch.testing.controlplane import ControlPlane
+
+StartOperator = Callable[..., Awaitable[Operator]]
+
+
+@pytest.fixture
+async def start_operator(control_plane: ControlPlane) -> AsyncIterator[StartOperator]:
+    """Start the operator in this process with a self-signed, registered webhook."""
+    started: list[Operator] = []
+
+    async def start(config: dict[str, Any] | None = None) -> Operator:
+        data: dict[str, Any] = {"webhook": {"port": 0, "host": "127.0.0.1"}, "metricsPort": 0}
+        for key, value in (config or {}).items():
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+        operator = Operator(parse_config(data), kubeconfig=control_plane.kubeconfig_path, self_signed=True)
+        await operator.start()
+        started.append(operator)
+        return operator
+
+    yield start
+    for operator in started:
+        await operator.stop()
+        if operator.client is not None:
+            await operator.client.close()
+
+
+async def records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:
+    return [dict(item) async for item in kube.list(PodEviction, namespace=namespace)]
+
+
+async def only_record(kube: AsyncClient, namespace: str) -> dict[str, Any]:
+    found = await records(kube, namespace)
+    assert len(found) == 1, [r["metadata"]["name"] for r in found]
+    return found[0]
+
+
+async def test_policy_v1_eviction_is_recorded(cluster: Cluster, start_operator: StartOperator) -> None:
+    await start_operator()
+    node = await cluster.create_node()
+    pod = await cluster.create_pod("web-1", labels={"app": "web"}, node=node, ready=True)
+    reply = await cluster.evict("web-1", delete_options={"gracePeriodSeconds": 30})
+    assert reply.status == 201, reply.body
+    record = await only_record(cluster.client, cluster.namespace)
+    spec = record["spec"]
+    assert pod.metadata is not None
+    assert spec["pod"] == {
+        "name": "web-1",
+        "found": True,
+        "uid": pod.metadata.uid,
+        "labels": {"app": "web"},
+        "nodeName": node,
+        "phase": "Running",
+    }
+    assert spec["source"] == "EvictionAPI"
+    assert spec["attempts"] == 1
+    assert spec["firstAttemptTime"] == spec["lastAttemptTime"]
+    assert spec["requester"]["username"] == "admin"
+    assert "system:masters" in spec["requester"]["groups"]
+    assert spec["deleteOptions"] == {"gracePeriodSeconds": 30}
+    assert record["status"]["outcome"] == "Pending"
+    assert record["metadata"]["labels"]["evictwatch.io/pod-uid"] == pod.metadata.uid
+
+
+async def test_policy_v1beta1_body_is_recorded(cluster: Cluster, start_operator: StartOperator) -> None:
+    await start_operator()
+    await cluster.create_pod("old-client")
+    reply = await cluster.evict("old-client", policy_version="v1beta1")
+    # v1.37 still accepts a policy/v1beta1 body on the subresource and converts it.
+    assert reply.status == 201, reply.body
+    record = await only_record(cluster.client, cluster.namespace)
+    assert record["spec"]["pod"]["name"] == "old-client"
+    assert record["spec"]["policyVersion"] == "policy/v1"
+
+
+@pytest.mark.parametrize("how", ["query", "body"])
+async def test_dry_runs_are_allowed_and_not_recorded(
+    cluster: Cluster, start_operator: StartOperator, how: str
+) -> None:
+    await start_operator()
+    await cluster.create_pod("dry")
+    if how == "query":
+        reply = await cluster.evict("dry", dry_run_query=True)
+    else:
+        reply = await cluster.evict("dry", delete_options={"dryRun": ["All"]})
+    assert reply.status == 201, reply.body
+    assert await cluster.pod_or_none("dry") is not None
+    # A real eviction afterwards is recorded, so the webhook was listening all along.
+    assert (await cluster.evict("dry")).status == 201
+    record = await only_record(cluster.client, cluster.namespace)
+    assert record["spec"]["attempts"] == 1
+
+
+async def test_pdb_blocked_eviction_retried_five_times_is_one_record(
+    cluster: Cluster, start_operator: StartOperator
+) -> None:
+    await start_operator()
+    node = await cluster.create_node()
+    for name in ("db-0", "db-1"):
+        await cluster.create_pod(name, labels={"app": "db"}, node=node, ready=True)
+    await cluster.create_pdb("db", {"app": "db"}, min_available=2)
+    for _ in range(5):
+        reply = await cluster.evict("db-0", user_agent="kubectl-drain/v1.37.2")
+        assert reply.status == 429, reply.body
+    record = await only_record(cluster.client, cluster.namespace)
+    assert record["spec"]["attempts"] == 5
+    assert record["spec"]["firstAttemptTime"] < record["spec"]["lastAttemptTime"]
+    assert record["spec"]["pod"]["name"] == "db-0"
+
+
+async def test_missing_pod_is_recorded_with_what_the_request_carries(
+    cluster: Cluster, start_operator: StartOperator
+) -> None:
+    await start_operator()
+    reply = await cluster.evict("ghost")
+    assert reply.status == 404, reply.body
+    record = await only_record(cluster.client, cluster.namespace)
+    assert record["spec"]["pod"] == {"name": "ghost", "found": False}
+    assert "evictwatch.io/pod-uid" not in record["metadata"]["labels"]
+
+
+async def test_service_account_requester(cluster: Cluster, start_operator: StartOperator) -> None:
+    await start_operator()
+    await cluster.create_pod("target")
+    token = await cluster.service_account_token(
+        "cluster-autoscaler", rules=[{"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]}]
+    )
+    reply = await cluster.evict("target", token=token)
+    assert reply.status == 201, reply.body
+    requester = (await only_record(cluster.client, cluster.namespace))["spec"]["requester"]
+    assert requester["username"] == f"system:serviceaccount:{cluster.namespace}:cluster-autoscaler"
+    assert requester["serviceAccount"] == {"namespace": cluster.namespace, "name": "cluster-autoscaler"}
+    assert requester["component"] == "cluster-autoscaler"
+
+
+async def test_pod_filtered_out_by_label(cluster: Cluster, start_operator: StartOperator) -> None:
+    await start_operator({"capture": {"podSelector": {"matchLabels": {"evictwatch": "yes"}}}})
+    await cluster.create_pod("ignored", labels={"evictwatch": "no"})
+    await cluster.create_pod("watched", labels={"evictwatch": "yes"})
+    assert (await cluster.evict("ignored")).status == 201
+    assert (await cluster.evict("watched")).status == 201
+    record = await only_record(cluster.client, cluster.namespace)
+    assert record["spec"]["pod"]["name"] == "watched"
+
+
+async def test_pod_filtered_out_by_namespace(cluster: Cluster, start_operator: StartOperator) -> None:
+    await start_operator({"capture": {"excludeNamespaces": [cluster.namespace]}})
+    await cluster.create_pod("skipped")
+    assert (await cluster.evict("skipped")).status == 201
+    assert await records(cluster.client, cluster.namespace) == []
+
+
+async def test_own_pods_are_never_recorded(cluster: Cluster, start_operator: StartOperator) -> None:
+    await start_operator(
+        {"self": {"namespace": cluster.namespace, "labels": {"app.kubernetes.io/name": "evictwatch"}}}
+    )
+    await cluster.create_pod("evictwatch-abc", labels={"app.kubernetes.io/name": "evictwatch"})
+    await cluster.create_pod("neighbour", labels={"app.kubernetes.io/name": "other"})
+    assert (await cluster.evict("evictwatch-abc")).status == 201
+    assert (await cluster.evict("neighbour")).status == 201
+    record = await only_record(cluster.client, cluster.namespace)
+    assert record["spec"]["pod"]["name"] == "neighbour"
+
+
+async def test_webhook_down_with_failure_policy_ignore_lets_evictions_through(
+    cluster: Cluster, start_operator: StartOperator
+) -> None:
+    operator = await start_operator()
+    assert operator.webhook_server is not None
+    await operator.webhook_server.stop()  # the registration stays: the API server calls a dead port
+    await cluster.create_pod("unseen")
+    reply = await cluster.evict("unseen")
+    assert reply.status == 201, reply.body
+    assert await cluster.pod_or_none("unseen") is None
+    assert await records(cluster.client, cluster.namespace) == []
+
+
+def _client_for(operator: Operator) -> httpx2.AsyncClient:
+    context = ssl.create_default_context(cadata=operator.ca_pem.decode())
+    return httpx2.AsyncClient(verify=context, timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b'{"kind": "AdmissionReview"}', "review.request is missing"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "request": {"operation": "CREATE"}}', "request.uid"),
+        (b"[1, 2, 3]", "must be a JSON object"),
+        (b'{"request": "x"}', "review.request must be an object"),
+    ],
+)
+async def test_malformed_body_gets_400_with_reason(
+    start_operator: StartOperator, body: bytes, reason: str
+) -> None:
+    operator = await start_operator()
+    async with _client_for(operator) as http:
+        reply = await http.post(
+            operator.webhook_url, content=body, headers={"Content-Type": "application/json"}
+        )
+    assert reply.status_code == 400
+    assert reason in reply.json()["error"]
+
+
+async def test_other_kind_is_denied_with_code_400(start_operator: StartOperator) -> None:
+    operator = await start_operator()
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1",
+            "operation": "CREATE",
+            "kind": {"group": "", "version": "v1", "kind": "Binding"},
+            "name": "p",
+            "namespace": "n",
+            "userInfo": {"username": "x"},
+            "object": {},
+        },
+    }
+    async with _client_for(operator) as http:
+        reply = await http.post(operator.webhook_url, json=review)
+    assert reply.status_code == 200
+    response = reply.json()["response"]
+    assert response["uid"] == "u-1"
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 400
+    assert "Binding" in response["status"]["message"]
+
+
+async def test_non_create_is_allowed_without_record(start_operator: StartOperator, cluster: Cluster) -> None:
+    operator = await start_operator()
+    review = {
+        "apiVersion": "admission.k8s.io/v1beta1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u-2", "operation": "DELETE", "namespace": cluster.namespace, "name": "p"},
+    }
+    async with _client_for(operator) as http:
+        reply = await http.post(operator.webhook_url, json=review)
+    assert reply.json() == {
+        "apiVersion": "admission.k8s.io/v1beta1",
+        "kind": "AdmissionReview",
+        "response": {"uid": "u-2", "allowed": True},
+    }
+    assert await records(cluster.client, cluster.namespace) == []
+
+
+def test_config_defaults_match_the_safety_model() -> None:
+    webhook = Config().webhook
+    assert (webhook.failurePolicy, webhook.timeoutSeconds, webhook.sideEffects, webhook.matchPolicy) == (
+        "Ignore",
+        5,
+        "NoneOnDryRun",
+        "Equivalent",
+    )
+    assert webhook.admissionReviewVersions == ["v1", "v1beta1"]
