@@ -7,6 +7,7 @@ instead of the file, so the file can live in a ConfigMap.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,6 +78,94 @@ class WebhookConfig(_Strict):
     namespaceSelector: LabelSelector | None = None
 
 
+class SinkFilter(_Strict):
+    """Which settled evictions a sink receives."""
+
+    namespaces: list[str] = Field(default_factory=list, description="only these; empty means all")
+    excludeNamespaces: list[str] = Field(default_factory=list)
+    podSelector: LabelSelector | None = None
+    sources: list[Literal["EvictionAPI", "Kubelet", "Preemption", "TaintManager", "PodGC"]] = Field(
+        default_factory=list, description="empty means all"
+    )
+    outcomes: list[Literal["Evicted", "Blocked", "PodGone", "Failed"]] = Field(
+        default_factory=list, description="empty means all"
+    )
+
+
+class _SinkBase(_Strict):
+    enabled: bool = True
+    filter: SinkFilter = Field(default_factory=SinkFilter)
+    maxAttempts: int = Field(default=8, ge=1, le=100)
+
+
+class EventsSink(_SinkBase):
+    onOwner: bool = Field(default=True, description="also write the Event on the top owner")
+
+
+class LogSink(_SinkBase):
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+class MetricsSink(_SinkBase):
+    pass
+
+
+class HttpSink(_SinkBase):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
+    url: str | None = None
+    urlEnv: str | None = Field(default=None, description="read the URL from this environment variable")
+    timeoutSeconds: float = Field(default=5.0, gt=0, le=60)
+    hmacSecretEnv: str | None = Field(default=None, description="sign bodies with the key in this variable")
+    headers: dict[str, str] = Field(default_factory=dict)
+    backoffSeconds: float = Field(default=1.0, gt=0)
+    maxBackoffSeconds: float = Field(default=300.0, gt=0)
+
+
+class SlackSink(HttpSink):
+    pass
+
+
+class HandlersSink(_Strict):
+    maxAttempts: int = Field(default=5, ge=1, le=100)
+    backoffSeconds: float = Field(default=1.0, gt=0)
+
+
+class Sinks(_Strict):
+    events: EventsSink = Field(default_factory=EventsSink)
+    metrics: MetricsSink = Field(default_factory=MetricsSink)
+    log: LogSink = Field(default_factory=LogSink)
+    http: list[HttpSink] = Field(default_factory=list)
+    slack: list[SlackSink] = Field(default_factory=list)
+    handlers: HandlersSink = Field(default_factory=HandlersSink)
+
+
+class Retention(_Strict):
+    ttlSeconds: int = Field(default=7 * 24 * 3600, ge=60)
+    maxPerNamespace: int = Field(default=1000, ge=1)
+    intervalSeconds: float = Field(default=300.0, gt=0)
+
+
+class LeaderElection(_Strict):
+    enabled: bool = True
+    leaseName: str = "evictwatch-controller"
+    leaseDurationSeconds: float = Field(default=15.0, gt=1)
+    renewSeconds: float = Field(default=5.0, gt=0)
+
+
+class ControllerConfig(_Strict):
+    enabled: bool = True
+    workers: int = Field(default=4, ge=1, le=64)
+    blockedAfterSeconds: float = Field(default=30.0, gt=0, description="no deletion this long after: Blocked")
+    retention: Retention = Field(default_factory=Retention)
+    leaderElection: LeaderElection = Field(default_factory=LeaderElection)
+
+
+class WatchersConfig(_Strict):
+    enabled: bool = True
+    pods: bool = True
+    events: bool = True
+
+
 class Config(_Strict):
     capture: Filter = Field(default_factory=Filter)
     self: SelfIdentity = Field(default_factory=SelfIdentity)
@@ -84,6 +173,22 @@ class Config(_Strict):
     logFormat: Literal["text", "json"] = "text"
     logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metricsPort: int = Field(default=8080, ge=0, le=65535)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    watchers: WatchersConfig = Field(default_factory=WatchersConfig)
+    sinks: Sinks = Field(default_factory=Sinks)
+
+    def check_environment(self, environ: Mapping[str, str]) -> None:
+        """Secrets named by *Env fields must be set: fail at start, naming the field."""
+        for kind in ("http", "slack"):
+            for index, sink in enumerate(getattr(self.sinks, kind)):
+                if not sink.url and not sink.urlEnv:
+                    raise ConfigError(f"sinks.{kind}.{index}.url: set url or urlEnv")
+                for attr in ("urlEnv", "hmacSecretEnv"):
+                    name = getattr(sink, attr)
+                    if name and not environ.get(name):
+                        raise ConfigError(
+                            f"sinks.{kind}.{index}.{attr}: environment variable {name} is not set"
+                        )
 
 
 def _describe(error: ValidationError) -> str:

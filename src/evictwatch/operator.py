@@ -1,20 +1,30 @@
-"""Process wiring: the CRD, the webhook server and its registration, metrics; start and stop.
+"""Process wiring: the CRD, the webhook server, leader election, the controller, the watchers.
 
-``evictwatch run``, the sandbox and the end-to-end tests all start the operator through
-:class:`Operator`, so what is tested is what runs.
+Every replica serves the webhook. The replica holding the Lease also runs the controller
+(settle, deliver, retention) and the watchers; if it loses the Lease it stops them, and
+another replica takes over. ``evictwatch run``, the sandbox and the end-to-end tests all start
+the operator through :class:`Operator`, so what is tested is what runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 import ssl
 import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx2
 from aiohttp import web
-from lightkube import AsyncClient
+from lightkube import ApiError, AsyncClient
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -22,39 +32,66 @@ from . import telemetry
 from .capture import registration
 from .capture.filtering import CaptureFilter
 from .capture.server import CertificateReloader, WebhookServer, make_server_context
+from .capture.watchers import Watchers
 from .capture.webhook import EvictionWebhook
 from .config import Config, ConfigError
-from .kube.client import make_client
+from .controller.leader import LeaderElector
+from .controller.loop import Controller
+from .kube.client import is_conflict, make_client
 from .records.install import ensure_crd
+from .records.signing import load_key
+from .records.store import RecordStore
+from .sinks.build import build_sinks
+from .sinks.handlers import load_handlers
 from .testing import pki
 
 log = logging.getLogger("evictwatch")
 
 
+def default_identity() -> str:
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 @dataclass
 class Operator:
-    """One replica: serves the webhook (and later the controller and watchers)."""
+    """One replica of the operator."""
 
     config: Config
     kubeconfig: str | Path | None = None
     self_signed: bool = False
     install_crd: bool = True
     client: AsyncClient | None = None
+    identity: str = field(default_factory=default_identity)
+    record_key: bytes | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    handler_modules: Sequence[str] = ()
+    handler_files: Sequence[str] = ()
+    metrics_port: int = 0
     webhook_server: WebhookServer | None = None
     webhook_url: str = ""
     ca_pem: bytes = b""
+    controller: Controller | None = None
+    watchers: Watchers | None = None
+    leading: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_runner: web.AppRunner | None = None
     _registered: bool = False
     _tmp: tempfile.TemporaryDirectory[str] | None = None
-    metrics_port: int = field(default=0)
+    _background: asyncio.Task[None] | None = None
+    _elector: LeaderElector | None = None
+    _http: httpx2.AsyncClient | None = None
 
     async def start(self) -> None:
+        self.config.check_environment(self.environ)
+        load_handlers(self.handler_modules, self.handler_files)
         settings = self.config.webhook
         self.client = self.client or make_client(self.kubeconfig)
         if self.install_crd:
             await ensure_crd(self.client)
+        key = self.record_key or load_key(self.environ)
+        store = RecordStore(self.client, key)
+        capture_filter = CaptureFilter(self.config.capture, self.config.self)
         context = self._tls_context()
-        webhook = EvictionWebhook(self.client, CaptureFilter(self.config.capture, self.config.self))
+        webhook = EvictionWebhook(self.client, capture_filter, store)
         reloader = None
         if not self.self_signed:
             assert settings.certFile is not None and settings.keyFile is not None
@@ -83,6 +120,66 @@ class Operator:
             )
         if self.config.metricsPort or self.metrics_port:
             await self._start_metrics()
+        if self.config.controller.enabled or self.config.watchers.enabled:
+            self._http = httpx2.AsyncClient()
+            sinks = build_sinks(self.config, self.client, self._http, self.environ)
+            if self.config.controller.enabled:
+                self.controller = Controller(self.client, sinks, key, self.config.controller)
+            if self.config.watchers.enabled:
+                watchers = self.config.watchers
+                self.watchers = Watchers(
+                    self.client, store, capture_filter, pods=watchers.pods, events=watchers.events
+                )
+            self._background = asyncio.create_task(self._lead(), name="leader")
+
+    async def _lead(self) -> None:
+        """Run the controller and watchers while leading; go back to waiting when the lease is lost."""
+        assert self.client is not None
+        election = self.config.controller.leaderElection
+        while True:
+            lost = asyncio.Event()
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                if election.enabled:
+                    await self._ensure_namespace(self.config.self.namespace)
+                    self._elector = LeaderElector(
+                        self.client,
+                        self.config.self.namespace,
+                        election.leaseName,
+                        self.identity,
+                        election.leaseDurationSeconds,
+                        election.renewSeconds,
+                    )
+                    tasks.append(asyncio.create_task(self._elector.run(self.leading, lost), name="elector"))
+                    await self.leading.wait()
+                else:
+                    self.leading.set()
+                if self.controller is not None:
+                    tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+                if self.watchers is not None:
+                    tasks.extend(
+                        asyncio.create_task(w.run(), name=f"watch-{w.name}") for w in self.watchers.watches
+                    )
+                await lost.wait()
+                log.warning("lost leadership; stopping the controller and watchers")
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                self.leading.clear()
+
+    async def _ensure_namespace(self, name: str) -> None:
+        """Local runs may lack the namespace that holds the Lease; in a cluster the chart makes it."""
+        if not self.self_signed:
+            return
+        assert self.client is not None
+        try:
+            await self.client.create(Namespace(metadata=ObjectMeta(name=name)))
+        except ApiError as error:
+            if not is_conflict(error):
+                raise
 
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.config.webhook
@@ -123,11 +220,19 @@ class Operator:
             self.metrics_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
 
     async def stop(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+            self._background = None
+        if self._elector is not None:
+            await self._elector.release()
+            self._elector = None
         if self._registered and self.client is not None:
             try:
                 await registration.unregister(self.client, self.config.webhook.configurationName)
                 log.info("removed ValidatingWebhookConfiguration %s", self.config.webhook.configurationName)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - shutdown goes on
                 log.warning("could not remove the webhook configuration: %s", error)
             self._registered = False
         if self.webhook_server is not None:
@@ -135,6 +240,9 @@ class Operator:
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

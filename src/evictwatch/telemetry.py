@@ -35,3 +35,40 @@ RECORDS_LOST = Counter(
     ["source"],
     registry=REGISTRY,
 )
+EVICTIONS = Counter(
+    "evictwatch_evictions_total",
+    "Settled evictions (one per record and outcome), by namespace, source, requester component and outcome.",
+    ["namespace", "source", "component", "outcome"],
+    registry=REGISTRY,
+)
+SINK_DELIVERIES = Counter(
+    "evictwatch_sink_deliveries_total",
+    "Successful deliveries to a sink.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SINK_FAILURES = Counter(
+    "evictwatch_sink_failures_total",
+    "Failed delivery tries to a sink, by whether the delivery was given up (final) or will be retried.",
+    ["sink", "final"],
+    registry=REGISTRY,
+)
+SETTLE_SECONDS = Histogram(
+    "evictwatch_settle_seconds",
+    "Time from the last attempt (or first sighting) to the settled outcome.",
+    ["outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+WATCH_RESTARTS = Counter(
+    "evictwatch_watch_restarts_total",
+    "Watches restarted, by watched kind and reason (gone = 410 re-list, error = reconnect).",
+    ["watch", "reason"],
+    registry=REGISTRY,
+)
+RECORDS_DELETED = Counter(
+    "evictwatch_records_deleted_total",
+    "Records removed by retention, by reason (ttl or max_per_namespace).",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -61,12 +61,12 @@ class EvictionWebhook:
         self,
         client: AsyncClient,
         capture_filter: CaptureFilter,
+        store: RecordStore,
         *,
-        store: RecordStore | None = None,
         lookup: PodLookup | None = None,
         write_timeout: float = 3.0,
     ) -> None:
-        self.store = store or RecordStore(client)
+        self.store = store
         self.filter = capture_filter
         self.lookup: PodLookup = lookup or (lambda ns, name: lookup_pod(client, ns, name))
         self.write_timeout = write_timeout
@@ -102,7 +102,7 @@ class EvictionWebhook:
             return self._allow(request, "filtered")
         try:
             result = await asyncio.wait_for(self._record(attempt), self.write_timeout)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any failure of ours must still allow
             telemetry.RECORDS_LOST.labels(str(Source.EVICTION_API)).inc()
             log.error(
                 "LOST the eviction attempt of %s: %s: %s",

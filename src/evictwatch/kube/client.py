@@ -39,7 +39,7 @@ def load_config(kubeconfig: str | os.PathLike[str] | None = None, context: str |
         if default.is_file():
             return KubeConfig.from_file(str(default))
         return KubeConfig.from_service_account()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - lightkube raises several kinds here
         raise KubeConfigError(
             "no Kubernetes configuration found: pass --kubeconfig, set KUBECONFIG, or run in a Pod "
             f"with a service account ({error})"

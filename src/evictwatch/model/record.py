@@ -156,3 +156,57 @@ def merge_api_attempt(
     if pod.exists and not (spec.get("pod") or {}).get("found", False):
         merged["pod"] = pod_to_json(pod)
     return merged
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A disruption seen by a watcher (Pod status or condition, or an Event): no attempt count."""
+
+    pod: PodInfo
+    source: Source
+    time: str
+    reason: str = ""
+    message: str = ""
+    pressure: Mapping[str, str] = field(default_factory=dict)
+
+
+def new_sighting_spec(sighting: Sighting) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "pod": pod_to_json(sighting.pod),
+        "source": str(sighting.source),
+        "sources": [str(sighting.source)],
+        "attempts": 0,
+        "firstAttemptTime": sighting.time,
+        "lastAttemptTime": sighting.time,
+    }
+    if sighting.reason:
+        spec["reason"] = sighting.reason
+    if sighting.message:
+        spec["message"] = sighting.message[:2048]
+    if sighting.pressure:
+        spec["pressure"] = dict(sighting.pressure)
+    return spec
+
+
+def merge_sighting(spec: Mapping[str, Any], sighting: Sighting) -> dict[str, Any] | None:
+    """The spec with this sighting folded in, or None when it adds nothing (no write needed).
+
+    Idempotent by construction: seeing the same thing again (a re-list, a restart) changes
+    nothing, which is what keeps watchers from making duplicates.
+    """
+    merged = dict(spec)
+    sources = [s for s in spec.get("sources") or [] if isinstance(s, str)]
+    if str(sighting.source) not in sources:
+        sources.append(str(sighting.source))
+    merged["sources"] = sources
+    if sighting.reason and not spec.get("reason"):
+        merged["reason"] = sighting.reason
+    if sighting.message and not spec.get("message"):
+        merged["message"] = sighting.message[:2048]
+    if sighting.pressure and not spec.get("pressure"):
+        merged["pressure"] = dict(sighting.pressure)
+    pod = dict(spec.get("pod") or {})
+    if sighting.pod.node_name and not pod.get("nodeName"):
+        pod["nodeName"] = sighting.pod.node_name
+        merged["pod"] = pod
+    return None if merged == dict(spec) else merged

@@ -1,9 +1,9 @@
 """Create-or-merge of PodEviction records: one per Pod, however many attempts and sources.
 
-The first attempt creates the record (one API write, the cheapest path, which is the one
-the webhook takes on every first sight of a Pod). A repeat gets a 409 and merges: read,
-add the attempt, replace with the read resourceVersion, and start over on a conflict, so
-concurrent replicas of the webhook never lose an attempt.
+The first sight of a Pod creates the record (one API write: the path the webhook takes on
+every first attempt). A repeat gets a 409 and merges: read, fold in, replace with the read
+resourceVersion, and start over on a conflict, so concurrent replicas never lose an attempt.
+Every record is signed (see :mod:`.signing`) so the controller can trust it.
 """
 
 from __future__ import annotations
@@ -19,15 +19,25 @@ from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 
 from ..kube.client import is_conflict, is_not_found
-from ..model.record import PodInfo, merge_api_attempt, new_api_record_spec, record_name
+from ..model.record import (
+    PodInfo,
+    Sighting,
+    merge_api_attempt,
+    merge_sighting,
+    new_api_record_spec,
+    new_sighting_spec,
+    record_name,
+)
 from ..model.types import EvictionAttempt, Source
 from .resource import PodEviction
+from .signing import SIGNATURE_ANNOTATION, signature
 
 log = logging.getLogger(__name__)
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "evictwatch"}
 LABEL_SOURCE = "evictwatch.io/source"
 LABEL_POD_UID = "evictwatch.io/pod-uid"
+LABEL_POD_NAME = "evictwatch.io/pod-name"
 _MAX_MERGE_TRIES = 8
 
 
@@ -41,6 +51,7 @@ class WriteResult:
     name: str
     created: bool
     attempts: int
+    changed: bool = True
 
 
 def _labels(pod: PodInfo, source: Source) -> dict[str, str]:
@@ -48,47 +59,71 @@ def _labels(pod: PodInfo, source: Source) -> dict[str, str]:
     labels[LABEL_SOURCE] = str(source)
     if pod.uid:
         labels[LABEL_POD_UID] = pod.uid
+    if len(pod.name) <= 63:
+        labels[LABEL_POD_NAME] = pod.name
     return labels
 
 
 class RecordStore:
     """Writes records through one client; safe to share between concurrent requests."""
 
-    def __init__(self, client: AsyncClient, *, field_manager: str = "evictwatch") -> None:
+    def __init__(self, client: AsyncClient, key: bytes, *, field_manager: str = "evictwatch") -> None:
         self.client = client
+        self.key = key
         self.field_manager = field_manager
+
+    def _new(self, pod: PodInfo, source: Source, spec: dict[str, Any]) -> Any:
+        name = record_name(pod.name, pod.uid)
+        annotations = {SIGNATURE_ANNOTATION: signature(self.key, pod.namespace, name, spec)}
+        metadata = ObjectMeta(
+            name=name, namespace=pod.namespace, labels=_labels(pod, source), annotations=annotations
+        )
+        return PodEviction(metadata=metadata, spec=spec)
 
     async def record_api_attempt(self, attempt: EvictionAttempt, pod: PodInfo) -> WriteResult:
         """Record one Eviction API attempt at ``pod`` (which may not exist)."""
         now = utc_now()
-        name = record_name(pod.name, pod.uid)
-        spec = new_api_record_spec(attempt, pod, now)
-        body = PodEviction(
-            metadata=ObjectMeta(name=name, namespace=pod.namespace, labels=_labels(pod, Source.EVICTION_API)),
-            spec=spec,
-        )
+        body = self._new(pod, Source.EVICTION_API, new_api_record_spec(attempt, pod, now))
+        name = body.metadata.name
         try:
             await self.client.create(body, field_manager=self.field_manager)
             return WriteResult(name, True, 1)
         except ApiError as error:
             if not is_conflict(error):
                 raise
-        return await self._merge(
-            pod.namespace, name, lambda existing: merge_api_attempt(existing, attempt, pod, now)
-        )
+        return await self._merge(pod.namespace, name, lambda spec: merge_api_attempt(spec, attempt, pod, now))
+
+    async def record_sighting(self, sighting: Sighting) -> WriteResult:
+        """Fold a watcher's sighting into the Pod's record, creating it if needed; no-op if known."""
+        body = self._new(sighting.pod, sighting.source, new_sighting_spec(sighting))
+        name = body.metadata.name
+        try:
+            await self.client.create(body, field_manager=self.field_manager)
+            return WriteResult(name, True, 0)
+        except ApiError as error:
+            if not is_conflict(error):
+                raise
+        return await self._merge(sighting.pod.namespace, name, lambda spec: merge_sighting(spec, sighting))
 
     async def _merge(
-        self, namespace: str, name: str, change: Callable[[Mapping[str, Any]], dict[str, Any]]
+        self, namespace: str, name: str, change: Callable[[Mapping[str, Any]], dict[str, Any] | None]
     ) -> WriteResult:
         for attempt in range(_MAX_MERGE_TRIES):
-            current = await self.client.get(PodEviction, name, namespace=namespace)
+            try:
+                current = await self.client.get(PodEviction, name, namespace=namespace)
+            except ApiError as error:
+                if not is_not_found(error):
+                    raise
+                raise RuntimeError(f"record {namespace}/{name} vanished while merging") from None
             spec = change(current.get("spec") or {})
+            if spec is None:
+                return WriteResult(name, False, int((current.get("spec") or {}).get("attempts") or 0), False)
             current["spec"] = spec
             try:
                 await self.client.replace(current, field_manager=self.field_manager)
                 return WriteResult(name, False, int(spec.get("attempts") or 0))
             except ApiError as error:
-                if not (is_conflict(error) or is_not_found(error)):
+                if not is_conflict(error):
                     raise
                 log.debug("merge conflict on %s/%s, try %d", namespace, name, attempt + 1)
                 await asyncio.sleep(0.005 * (attempt + 1))

@@ -22,6 +22,7 @@ import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Node, Pod, ServiceAccount
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
@@ -181,6 +182,48 @@ class Cluster:
         ns = namespace or self.namespace
         pod: Pod = await self.client.patch(status_resource, name, status, namespace=ns)
         return pod
+
+    async def create_deployment(self, name: str, labels: Mapping[str, str], replicas: int = 2) -> list[str]:
+        """A Deployment; kube-controller-manager makes its ReplicaSet and Pods. Returns the Pod names."""
+        manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": dict(labels)},
+                "template": {
+                    "metadata": {"labels": dict(labels)},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+                },
+            },
+        }
+        await self.client.create(from_manifest(Deployment, manifest))
+
+        async def pods() -> list[str] | None:
+            names = [
+                p.metadata.name
+                async for p in self.client.list(Pod, namespace=self.namespace, labels=dict(labels))
+                if p.metadata is not None and p.metadata.name
+            ]
+            return sorted(names) if len(names) >= replicas else None
+
+        found = await wait_for(pods, what=f"{replicas} Pods of Deployment {name}")
+        return found
+
+    async def bind(self, pod: str, node: str) -> None:
+        """Bind a Pending Pod to a Node, as the scheduler does (pods/binding)."""
+        async with self.http() as http:
+            reply = await http.post(
+                f"/api/v1/namespaces/{self.namespace}/pods/{pod}/binding",
+                json={
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    "metadata": {"name": pod},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+                },
+            )
+        reply.raise_for_status()
 
     async def create_pdb(
         self,

@@ -1,0 +1,64 @@
+"""Retention: records older than the TTL go, and at most N stay per namespace (oldest go first)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import defaultdict
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+
+from .. import telemetry
+from ..kube.client import is_not_found
+from ..model.outcome import parse_time
+from ..records.resource import PodEviction
+
+log = logging.getLogger("evictwatch.retention")
+
+
+def _created(record: dict[str, Any]) -> datetime.datetime:
+    metadata = record.get("metadata") or {}
+    return parse_time(metadata.get("creationTimestamp")) or datetime.datetime.now(datetime.UTC)
+
+
+def plan(
+    records: list[dict[str, Any]], now: datetime.datetime, ttl_seconds: float, max_per_namespace: int
+) -> list[tuple[dict[str, Any], str]]:
+    """Which records to delete and why (``ttl`` or ``max_per_namespace``); pure, for testing."""
+    doomed: list[tuple[dict[str, Any], str]] = []
+    by_namespace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        age = (now - _created(record)).total_seconds()
+        if age > ttl_seconds:
+            doomed.append((record, "ttl"))
+        else:
+            by_namespace[(record.get("metadata") or {}).get("namespace", "")].append(record)
+    for items in by_namespace.values():
+        excess = len(items) - max_per_namespace
+        if excess > 0:
+            items.sort(key=lambda r: (_created(r), (r.get("metadata") or {}).get("name", "")))
+            doomed.extend((record, "max_per_namespace") for record in items[:excess])
+    return doomed
+
+
+async def enforce(client: AsyncClient, ttl_seconds: float, max_per_namespace: int) -> int:
+    """Delete what :func:`plan` picks; returns how many records were deleted."""
+    records = [
+        item.to_dict() if hasattr(item, "to_dict") else dict(item)
+        async for item in client.list(PodEviction, namespace="*")
+    ]
+    deleted = 0
+    for record, reason in plan(records, datetime.datetime.now(datetime.UTC), ttl_seconds, max_per_namespace):
+        metadata = record["metadata"]
+        try:
+            await client.delete(PodEviction, metadata["name"], namespace=metadata["namespace"])
+        except ApiError as error:
+            if not is_not_found(error):
+                raise
+            continue
+        deleted += 1
+        telemetry.RECORDS_DELETED.labels(reason).inc()
+    if deleted:
+        log.info("retention removed %d record(s)", deleted)
+    return deleted

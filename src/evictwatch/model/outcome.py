@@ -1,0 +1,100 @@
+"""Deciding what came of an eviction, from the record and the Pod as it is now (no I/O).
+
+The webhook sees an *attempt*: the API server calls it before it looks the Pod up or checks
+PodDisruptionBudgets. So the outcome is decided afterwards, from evidence:
+
+* ``Failed``: the kubelet evicted the Pod (node pressure): the Pod is Failed/Evicted.
+* ``PodGone``: there was no Pod when the attempt came.
+* ``Evicted``: the Pod (same UID) has a deletionTimestamp or a ``DisruptionTarget``
+  condition, or is gone (or replaced by another UID) since the attempt.
+* ``Blocked``: still there, untouched, ``blocked_after`` seconds after the last attempt;
+  a PodDisruptionBudget with no disruptions allowed is named as the reason.
+* otherwise: not yet known; look again when ``blocked_after`` has passed.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .types import Outcome, Source
+
+DISRUPTION_REASON_SOURCE = {
+    "EvictionByEvictionAPI": Source.EVICTION_API,
+    "PreemptionByScheduler": Source.PREEMPTION,
+    "DeletionByTaintManager": Source.TAINT_MANAGER,
+    "DeletionByPodGC": Source.POD_GC,
+    "TerminationByKubelet": Source.KUBELET,
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome | None
+    reason: str = ""
+    recheck_after: float = 0.0
+    """Seconds until the evidence may change (only when ``outcome`` is None)."""
+
+
+def parse_time(value: object) -> datetime.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def disruption_target(pod: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The Pod's ``DisruptionTarget=True`` condition, if it has one."""
+    if not pod:
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def blocking_budget(budgets: Sequence[Mapping[str, Any]]) -> str:
+    for budget in budgets:
+        if int(budget.get("disruptionsAllowed") or 0) <= 0:
+            return str(budget.get("name", ""))
+    return ""
+
+
+def decide(
+    spec: Mapping[str, Any],
+    pod: Mapping[str, Any] | None,
+    budgets: Sequence[Mapping[str, Any]],
+    now: datetime.datetime,
+    blocked_after: float,
+) -> Decision:
+    """The outcome a record should have now; ``pod`` is the live Pod of that name or None."""
+    record_pod = spec.get("pod") or {}
+    sources = set(spec.get("sources") or [spec.get("source")])
+    if Source.KUBELET in sources and spec.get("reason") == "Evicted":
+        return Decision(Outcome.FAILED, "the kubelet evicted the Pod under node pressure")
+    if record_pod.get("found") is False and spec.get("source") == Source.EVICTION_API:
+        return Decision(Outcome.POD_GONE, "no such Pod when the eviction was attempted")
+    uid = record_pod.get("uid")
+    live_uid = ((pod or {}).get("metadata") or {}).get("uid")
+    if pod is None or (uid and live_uid != uid):
+        return Decision(Outcome.EVICTED, "the Pod is gone")
+    target = disruption_target(pod)
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return Decision(Outcome.EVICTED, "the Pod is terminating")
+    if target is not None:
+        return Decision(Outcome.EVICTED, f"DisruptionTarget: {target.get('reason', '')}")
+    if spec.get("source") != Source.EVICTION_API:
+        # A watcher saw a disruption that has not (yet) led anywhere.
+        return Decision(None, recheck_after=blocked_after)
+    last = parse_time(spec.get("lastAttemptTime")) or now
+    waited = (now - last).total_seconds()
+    if waited < blocked_after:
+        return Decision(None, recheck_after=max(blocked_after - waited, 0.05))
+    budget = blocking_budget(budgets)
+    if budget:
+        return Decision(Outcome.BLOCKED, f"PodDisruptionBudget {budget} allows no disruption")
+    return Decision(Outcome.BLOCKED, f"the Pod is still running {blocked_after:.0f} s after the last attempt")

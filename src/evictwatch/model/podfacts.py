@@ -1,0 +1,123 @@
+"""What a Pod's own status says about a disruption (no I/O): kubelet evictions, DisruptionTarget.
+
+The kubelet's node-pressure eviction leaves ``phase: Failed``, ``reason: Evicted`` and a
+message such as "The node was low on resource: memory. Threshold quantity: 100Mi,
+available: 20Mi. Container app was using 180Mi, request is 0, has larger consumption of
+memory." The other disrupting components leave a ``DisruptionTarget`` condition whose
+reason names them (KEP-3329).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .outcome import DISRUPTION_REASON_SOURCE, disruption_target
+from .record import OwnerRef, PodInfo, Sighting
+from .types import Source
+
+_RESOURCE = re.compile(r"low on resource: ([A-Za-z0-9._-]+?)\.?(?:\s|$)")
+_USAGE = re.compile(r"Container (\S+) was using (\S+?),")
+_THRESHOLD = re.compile(r"Threshold quantity: (\S+?), available: (\S+?)\.")
+
+
+def parse_pressure(message: str) -> dict[str, str]:
+    """The starved resource and the usage figures from a kubelet eviction message."""
+    found: dict[str, str] = {}
+    if match := _RESOURCE.search(message):
+        found["resource"] = match.group(1)
+    usages = [f"{name}={amount}" for name, amount in _USAGE.findall(message)]
+    if match := _THRESHOLD.search(message):
+        usages.insert(0, f"threshold={match.group(1)} available={match.group(2)}")
+    if usages:
+        found["usage"] = "; ".join(usages)
+    return found
+
+
+def pod_info_from_json(pod: Mapping[str, Any]) -> PodInfo:
+    metadata = pod.get("metadata") or {}
+    owner = None
+    for ref in metadata.get("ownerReferences") or []:
+        if ref.get("controller") or owner is None:
+            owner = OwnerRef(
+                kind=str(ref.get("kind", "")),
+                name=str(ref.get("name", "")),
+                uid=str(ref.get("uid", "")),
+                api_version=str(ref.get("apiVersion", "")),
+            )
+    return PodInfo(
+        name=str(metadata.get("name", "")),
+        namespace=str(metadata.get("namespace", "")),
+        uid=str(metadata.get("uid", "")),
+        labels=dict(metadata.get("labels") or {}),
+        node_name=str((pod.get("spec") or {}).get("nodeName") or ""),
+        owner=owner,
+        phase=str((pod.get("status") or {}).get("phase") or ""),
+    )
+
+
+def is_kubelet_eviction(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return status.get("phase") == "Failed" and status.get("reason") == "Evicted"
+
+
+def sighting_from_pod(pod: Mapping[str, Any], now: str) -> Sighting | None:
+    """The disruption a Pod shows, if any: kubelet eviction first, then DisruptionTarget."""
+    status = pod.get("status") or {}
+    target = disruption_target(pod)
+    when = str((target or {}).get("lastTransitionTime") or now)
+    info = pod_info_from_json(pod)
+    if is_kubelet_eviction(pod):
+        message = str(status.get("message") or "")
+        return Sighting(
+            pod=info,
+            source=Source.KUBELET,
+            time=when,
+            reason="Evicted",
+            message=message,
+            pressure=parse_pressure(message),
+        )
+    if target is None:
+        return None
+    source = DISRUPTION_REASON_SOURCE.get(str(target.get("reason", "")))
+    if source is None:
+        return None
+    return Sighting(
+        pod=info,
+        source=source,
+        time=when,
+        reason=str(target.get("reason", "")),
+        message=str(target.get("message") or ""),
+    )
+
+
+def _event_component(event: Mapping[str, Any]) -> str:
+    return str(event.get("reportingController") or (event.get("source") or {}).get("component") or "")
+
+
+def sighting_from_event(event: Mapping[str, Any], now: str) -> Sighting | None:
+    """A disruption told by an Event on a Pod: the kubelet's Evicted, Preempted, TaintManagerEviction."""
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    if involved.get("kind") != "Pod" or not involved.get("name"):
+        return None
+    reason = str(event.get("reason", ""))
+    message = str(event.get("message") or event.get("note") or "")
+    component = _event_component(event)
+    if reason == "Evicted" and component == "kubelet":
+        source = Source.KUBELET
+    elif reason == "Preempted":
+        source = Source.PREEMPTION
+    elif reason == "TaintManagerEviction" and message.startswith("Marking for deletion"):
+        source = Source.TAINT_MANAGER
+    else:
+        return None
+    info = PodInfo(
+        name=str(involved.get("name")),
+        namespace=str(involved.get("namespace") or (event.get("metadata") or {}).get("namespace") or ""),
+        uid=str(involved.get("uid") or ""),
+        node_name=str((event.get("source") or {}).get("host") or ""),
+    )
+    when = str(event.get("firstTimestamp") or event.get("eventTime") or now)
+    pressure = parse_pressure(message) if source is Source.KUBELET else {}
+    return Sighting(pod=info, source=source, time=when, reason=reason, message=message, pressure=pressure)

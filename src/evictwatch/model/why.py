@@ -1,0 +1,90 @@
+"""Which Event explains an eviction: the evicting component's own words, copied into the record.
+
+Events expire after an hour by default, so the controller copies the best one into the
+record's ``status.why``. The reasons below are what each component writes (see the project's
+KUBERNETES-FACTS): cluster-autoscaler ``ScaleDown``, the descheduler's strategy name with
+action ``Descheduled``, Karpenter ``Evicted``/``Disrupted``, the kubelet ``Evicted``, the
+scheduler ``Preempted``, the taint manager ``TaintManagerEviction``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .types import Component
+
+EXPLAINING_REASONS: dict[str, Component] = {
+    "ScaleDown": Component.CLUSTER_AUTOSCALER,
+    "Descheduled": Component.DESCHEDULER,
+    "Evicted": Component.UNKNOWN,
+    "Disrupted": Component.KARPENTER,
+    "Preempted": Component.UNKNOWN,
+    "TaintManagerEviction": Component.KUBE_CONTROLLER_MANAGER,
+    "Killing": Component.UNKNOWN,
+}
+_COMPONENT_BY_EVENT_SOURCE = {
+    "cluster-autoscaler": Component.CLUSTER_AUTOSCALER,
+    "karpenter": Component.KARPENTER,
+    "descheduler": Component.DESCHEDULER,
+    "sigs.k8s.io/descheduler": Component.DESCHEDULER,
+    "taint-eviction-controller": Component.KUBE_CONTROLLER_MANAGER,
+    "kubelet": Component.UNKNOWN,
+    "default-scheduler": Component.UNKNOWN,
+}
+_PREFERENCE = [
+    "ScaleDown",
+    "Descheduled",
+    "Disrupted",
+    "TaintManagerEviction",
+    "Preempted",
+    "Evicted",
+    "Killing",
+]
+
+
+def event_component(event: Mapping[str, Any]) -> str:
+    """The component that wrote an Event: reportingController, else source.component."""
+    return str(event.get("reportingController") or (event.get("source") or {}).get("component") or "")
+
+
+def explains(event: Mapping[str, Any]) -> bool:
+    reason = str(event.get("reason", ""))
+    if reason in EXPLAINING_REASONS:
+        return reason != "Killing"
+    # The descheduler names the Event after its strategy; its action says what it did.
+    return event.get("action") == "Descheduled" or event_component(event) in (
+        "descheduler",
+        "sigs.k8s.io/descheduler",
+    )
+
+
+def pick_why(events: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The most telling Event for a Pod, as the record's ``why``, or None."""
+    candidates = [e for e in events if explains(e) and event_component(e) != "evictwatch"]
+    if not candidates:
+        return None
+
+    def rank(event: Mapping[str, Any]) -> int:
+        reason = str(event.get("reason", ""))
+        return _PREFERENCE.index(reason) if reason in _PREFERENCE else 1
+
+    best = sorted(candidates, key=rank)[0]
+    writer = event_component(best)
+    component = _COMPONENT_BY_EVENT_SOURCE.get(
+        writer, EXPLAINING_REASONS.get(str(best.get("reason")), Component.UNKNOWN)
+    )
+    component_name = writer if writer and component is Component.UNKNOWN else str(component)
+    why: dict[str, Any] = {
+        "component": component_name,
+        "reason": str(best.get("reason", "")),
+        "message": str(best.get("message") or best.get("note") or "")[:1024],
+    }
+    time = (
+        best.get("lastTimestamp")
+        or best.get("eventTime")
+        or (best.get("metadata") or {}).get("creationTimestamp")
+    )
+    if time:
+        why["eventTime"] = str(time)
+    return why

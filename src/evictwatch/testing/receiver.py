@@ -1,0 +1,65 @@
+"""A local HTTP receiver for sink tests: records every request, can fail or stall on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """Answers ``status`` (after failing the first ``fail_first`` requests with 503)."""
+
+    fail_first: int = 0
+    status: int = 200
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Received(request.path, dict(request.headers), body))
+        self.arrived.set()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if len(self.requests) <= self.fail_first:
+            return web.Response(status=503, text="try later")
+        return web.Response(status=self.status, text="ok")
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def keys(self) -> list[str]:
+        return [r.headers.get("Idempotency-Key", "") for r in self.requests]
