@@ -1,0 +1,279 @@
+"""Evictions that never pass the webhook: written to the real API server as the real components do."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from lightkube import AsyncClient
+from lightkube.resources.core_v1 import Node, Pod
+
+from evictwatch import telemetry
+from evictwatch.config import parse_config
+from evictwatch.kube.client import make_client
+from evictwatch.kube.listwatch import ListWatch
+from evictwatch.operator import Operator
+from evictwatch.records.resource import PodEviction
+from evictwatch.testing.cluster import Cluster, create_namespace, wait_for
+from evictwatch.testing.controlplane import ControlPlane
+
+KEY = b"watcher-test-key"
+Start = Callable[..., Awaitable[Operator]]
+PRESSURE = (
+    "The node was low on resource: memory. Threshold quantity: 100Mi, available: 20Mi. "
+    "Container app was using 180Mi, request is 0, has larger consumption of memory. "
+)
+
+
+def stamp() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+async def start(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterator[Start]:
+    operators: list[Operator] = []
+
+    async def go(*, webhook: bool = True) -> Operator:
+        data: dict[str, Any] = {
+            "webhook": {"port": 0, "host": "127.0.0.1"},
+            "metricsPort": 0,
+            "capture": {"namespaces": [cluster.namespace]},
+            "self": {"namespace": cluster.namespace},
+            "controller": {"blockedAfterSeconds": 2, "leaderElection": {"enabled": False}},
+        }
+        operator = Operator(
+            parse_config(data), kubeconfig=control_plane.kubeconfig_path, self_signed=webhook, record_key=KEY
+        )
+        if not webhook:
+            operator.config = parse_config({**data, "webhook": {"port": 0, "host": "127.0.0.1"}})
+        await operator.start()
+        operators.append(operator)
+        await operator.leading.wait()
+        assert operator.watchers is not None
+        for watch in operator.watchers.watches:
+            await asyncio.wait_for(watch.synced.wait(), 20)
+        return operator
+
+    yield go
+    for operator in operators:
+        await operator.stop()
+        if operator.client is not None:
+            await operator.client.close()
+
+
+async def records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:
+    return [item.to_dict() async for item in kube.list(PodEviction, namespace=namespace)]
+
+
+async def record_for(
+    kube: AsyncClient, namespace: str, pod: str, outcome: str | None = None
+) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        for record in await records(kube, namespace):
+            if record["spec"]["pod"]["name"] == pod and (
+                outcome is None or (record.get("status") or {}).get("outcome") == outcome
+            ):
+                return record
+        return None
+
+    return await wait_for(
+        probe, timeout=30, what=f"a record of {pod}" + (f" settled {outcome}" if outcome else "")
+    )
+
+
+async def patch_status(cluster: Cluster, pod: str, status: dict[str, Any]) -> None:
+    resource: Any = Pod.Status
+    await cluster.client.patch(resource, pod, {"status": status}, namespace=cluster.namespace)
+
+
+async def test_kubelet_node_pressure_eviction(cluster: Cluster, start: Start) -> None:
+    await start()
+    node = await cluster.create_node()
+    await cluster.create_pod("hungry", node=node, ready=True)
+    # What the kubelet writes after a node-pressure eviction.
+    await patch_status(
+        cluster,
+        "hungry",
+        {
+            "phase": "Failed",
+            "reason": "Evicted",
+            "message": PRESSURE,
+            "conditions": [
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "TerminationByKubelet",
+                    "message": "The node was low on resource: memory.",
+                    "lastTransitionTime": stamp(),
+                }
+            ],
+        },
+    )
+    record = await record_for(cluster.client, cluster.namespace, "hungry", "Failed")
+    spec = record["spec"]
+    assert spec["source"] == "Kubelet"
+    assert spec["reason"] == "Evicted"
+    assert spec["pressure"]["resource"] == "memory"
+    assert "app=180Mi" in spec["pressure"]["usage"]
+    assert spec["pod"]["nodeName"] == node
+    assert spec["attempts"] == 0
+
+
+async def test_kubelet_event_alone_makes_a_record(cluster: Cluster, start: Start) -> None:
+    await start()
+    node = await cluster.create_node()
+    pod = await cluster.create_pod("evented", node=node, ready=True)
+    assert pod.metadata is not None
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "evented.kubelet", "namespace": cluster.namespace},
+        "involvedObject": {
+            "kind": "Pod",
+            "name": "evented",
+            "namespace": cluster.namespace,
+            "uid": pod.metadata.uid,
+            "apiVersion": "v1",
+        },
+        "reason": "Evicted",
+        "type": "Warning",
+        "message": PRESSURE,
+        "source": {"component": "kubelet", "host": node},
+        "firstTimestamp": stamp(),
+        "lastTimestamp": stamp(),
+        "count": 1,
+    }
+    async with cluster.http() as http:
+        reply = await http.post(f"/api/v1/namespaces/{cluster.namespace}/events", json=event)
+    assert reply.status_code == 201
+    record = await record_for(cluster.client, cluster.namespace, "evented")
+    assert record["spec"]["source"] == "Kubelet"
+    assert record["spec"]["pressure"]["resource"] == "memory"
+    assert record["metadata"]["labels"]["evictwatch.io/pod-uid"] == pod.metadata.uid
+
+
+async def test_scheduler_preemption(cluster: Cluster, start: Start) -> None:
+    await start()
+    node = await cluster.create_node()
+    await cluster.create_pod("low-priority", node=node, ready=True)
+    # The scheduler patches the condition, then deletes the victim.
+    await patch_status(
+        cluster,
+        "low-priority",
+        {
+            "conditions": [
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "PreemptionByScheduler",
+                    "message": "default-scheduler: preempting to accommodate a higher priority pod",
+                    "lastTransitionTime": stamp(),
+                }
+            ]
+        },
+    )
+    await cluster.client.delete(Pod, "low-priority", namespace=cluster.namespace)
+    record = await record_for(cluster.client, cluster.namespace, "low-priority", "Evicted")
+    assert record["spec"]["source"] == "Preemption"
+    assert record["spec"]["reason"] == "PreemptionByScheduler"
+    assert "higher priority" in record["spec"]["message"]
+
+
+async def test_taint_manager_deletes_pod_on_noexecute_taint(cluster: Cluster, start: Start) -> None:
+    await start()
+    node = await cluster.create_node()
+    await cluster.create_pod("tainted", node=node, ready=True)
+    await cluster.client.patch(
+        Node,
+        node,
+        {"spec": {"taints": [{"key": "evictwatch.io/test", "value": "now", "effect": "NoExecute"}]}},
+    )
+    # kube-controller-manager's real taint eviction controller removes the Pod.
+    record = await record_for(cluster.client, cluster.namespace, "tainted", "Evicted")
+    assert record["spec"]["source"] == "TaintManager"
+    assert record["spec"]["reason"] == "DeletionByTaintManager"
+
+
+async def test_backstop_records_api_eviction_missed_by_webhook(cluster: Cluster, start: Start) -> None:
+    operator = await start()
+    assert operator.webhook_server is not None
+    await operator.webhook_server.stop()  # registered, but down: failurePolicy Ignore lets it through
+    node = await cluster.create_node()
+    await cluster.create_pod("missed", node=node, ready=True)
+    assert (await cluster.evict("missed")).status == 201
+    record = await record_for(cluster.client, cluster.namespace, "missed", "Evicted")
+    assert record["spec"]["source"] == "EvictionAPI"
+    assert record["spec"]["reason"] == "EvictionByEvictionAPI"
+    assert record["spec"]["attempts"] == 0  # the webhook never saw an attempt
+
+
+async def test_webhook_and_backstop_make_one_record(cluster: Cluster, start: Start) -> None:
+    await start()
+    node = await cluster.create_node()
+    await cluster.create_pod("seen-twice", node=node, ready=True)
+    assert (await cluster.evict("seen-twice")).status == 201
+    record = await record_for(cluster.client, cluster.namespace, "seen-twice", "Evicted")
+    await asyncio.sleep(1.0)  # give the watcher time to see the DisruptionTarget condition too
+    found = await records(cluster.client, cluster.namespace)
+    assert len(found) == 1
+    assert found[0]["spec"]["attempts"] == 1
+    assert found[0]["spec"]["sources"] == ["EvictionAPI"]
+    assert record["metadata"]["name"] == found[0]["metadata"]["name"]
+
+
+async def test_restart_between_events_makes_no_duplicates(cluster: Cluster, start: Start) -> None:
+    first = await start()
+    node = await cluster.create_node()
+    await cluster.create_pod("before", node=node, ready=True)
+    await patch_status(cluster, "before", {"phase": "Failed", "reason": "Evicted", "message": PRESSURE})
+    before = await record_for(cluster.client, cluster.namespace, "before", "Failed")
+    await first.stop()
+    await cluster.create_pod("after", node=node, ready=True)
+    await patch_status(cluster, "after", {"phase": "Failed", "reason": "Evicted", "message": PRESSURE})
+    await start()  # re-lists everything: "before" again, and "after" for the first time
+    await record_for(cluster.client, cluster.namespace, "after", "Failed")
+    found = await records(cluster.client, cluster.namespace)
+    assert sorted(r["spec"]["pod"]["name"] for r in found) == ["after", "before"]
+    again = next(r for r in found if r["spec"]["pod"]["name"] == "before")
+    assert again["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]  # not even rewritten
+
+
+async def test_expired_watch_relists_and_loses_nothing(control_plane: ControlPlane) -> None:
+    # A second, small control plane without the watch cache, so that watches are served by etcd
+    # and a compacted resourceVersion gets the real 410 Gone. (With the cache, the server keeps
+    # serving recent versions; a long outage in a busy cluster ends in the same 410.)
+    seen: list[str] = []
+
+    async def handler(kind: str, pod: dict[str, Any]) -> None:
+        seen.append(pod["metadata"]["name"])
+
+    with ControlPlane(
+        binaries=control_plane.binaries, extra_apiserver_args=["--watch-cache=false"], audit_log=False
+    ) as cp:
+        kube = make_client(cp.kubeconfig_path)
+        cluster = Cluster(cp, kube, await create_namespace(kube, "expiry"))
+        first = await cluster.create_pod("first")
+        assert first.metadata is not None
+        stale = first.metadata.resourceVersion  # where a watch that lost its connection would resume
+        await cluster.create_pod("made-before")
+        cp.compact_etcd()
+        watch = ListWatch(kube, Pod, handler, "test-pods", namespace=cluster.namespace)
+        watch.resource_version = stale
+        gone_before = telemetry.WATCH_RESTARTS.labels("test-pods", "gone")._value.get()
+        task = asyncio.create_task(watch.run())
+        try:
+            await wait_for(lambda: _contains(seen, "made-before"), what="the re-list to deliver made-before")
+            await cluster.create_pod("made-after")
+            await wait_for(lambda: _contains(seen, "made-after"), what="the watch to deliver made-after")
+        finally:
+            task.cancel()
+            await kube.close()
+    assert telemetry.WATCH_RESTARTS.labels("test-pods", "gone")._value.get() == gone_before + 1
+    assert watch.relists == 1
+
+
+async def _contains(items: list[str], name: str) -> bool:
+    return name in items
