@@ -40,12 +40,28 @@ def main() -> None:
 @click.option(
     "--port", type=int, default=None, help="Webhook port (overrides webhook.port; 0 picks a free one)."
 )
+@click.option(
+    "--metrics-port", type=int, default=None, help="Metrics port (overrides metricsPort; 0 disables)."
+)
+@click.option("-m", "--module", "modules", multiple=True, help="Import this module of @on_eviction handlers.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Load @on_eviction handlers from this Python file.",
+)
+@click.option("--install-crd/--no-install-crd", default=True, help="Create the CRD when it is missing.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None)
 def run(
     config_path: str | None,
     kubeconfig: str | None,
     self_signed: bool,
     port: int | None,
+    metrics_port: int | None,
+    modules: tuple[str, ...],
+    files: tuple[str, ...],
+    install_crd: bool,
     log_format: str | None,
 ) -> None:
     """Run the operator (webhook, controller, watchers) until SIGINT or SIGTERM."""
@@ -53,10 +69,14 @@ def run(
 
     try:
         config = load_config_file(config_path)
+        updates: dict[str, object] = {}
         if port is not None:
-            config = config.model_copy(update={"webhook": config.webhook.model_copy(update={"port": port})})
+            updates["webhook"] = config.webhook.model_copy(update={"port": port})
+        if metrics_port is not None:
+            updates["metricsPort"] = metrics_port
         if log_format is not None:
-            config = config.model_copy(update={"logFormat": log_format})
+            updates["logFormat"] = log_format
+        config = config.model_copy(update=updates)
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
         return
@@ -67,7 +87,15 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Operator(config, kubeconfig=kubeconfig, self_signed=self_signed).run_until(stop)
+        operator = Operator(
+            config,
+            kubeconfig=kubeconfig,
+            self_signed=self_signed,
+            install_crd=install_crd,
+            handler_modules=modules,
+            handler_files=files,
+        )
+        await operator.run_until(stop)
 
     try:
         asyncio.run(serve())
@@ -75,6 +103,8 @@ def run(
         _fail(str(error), EXIT_CONFIG)
     except KubeConfigError as error:
         _fail(str(error), EXIT_CLUSTER)
+    except (ImportError, SyntaxError) as error:
+        _fail(f"cannot load handlers: {error}", EXIT_CONFIG)
 
 
 @main.command("control-plane")
