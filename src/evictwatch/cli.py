@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
+import httpx2
+import yaml
+from lightkube import AsyncClient
 
+from . import views
 from .config import ConfigError, load_config_file
-from .kube.client import KubeConfigError
+from .kube.client import KubeConfigError, error_message, status_code
 from .logsetup import setup_logging
+from .model.types import Outcome, Source
 
 EXIT_CONFIG = 2
 EXIT_CLUSTER = 3
@@ -105,6 +113,257 @@ def run(
         _fail(str(error), EXIT_CLUSTER)
     except (ImportError, SyntaxError) as error:
         _fail(f"cannot load handlers: {error}", EXIT_CONFIG)
+
+
+def _client(kubeconfig: str | None, namespace: str | None = None) -> AsyncClient:
+    from .kube.client import make_client
+
+    try:
+        return make_client(kubeconfig, namespace=namespace)
+    except KubeConfigError as error:
+        _fail(str(error), EXIT_CLUSTER)
+        raise
+
+
+def _api_failure(error: httpx2.HTTPStatusError, what: str) -> None:
+    """One clear line for the API errors a user can fix."""
+    code = status_code(error)
+    if code == 404:
+        _fail(
+            "the PodEviction CRD is not installed in this cluster: install the Helm chart, or run "
+            "'evictwatch run' once (it installs the CRD)",
+            EXIT_CLUSTER,
+        )
+    if code in (401, 403):
+        _fail(f"no permission to {what}: {error_message(error)}", EXIT_CLUSTER)
+    _fail(f"{what} failed: {error_message(error)}", EXIT_CLUSTER)
+
+
+async def _records(client: AsyncClient, namespace: str) -> list[dict[str, Any]]:
+    from .records.resource import PodEviction
+
+    return [item.to_dict() async for item in client.list(PodEviction, namespace=namespace)]
+
+
+kubeconfig_option = click.option(
+    "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG."
+)
+
+
+@main.command()
+@click.option("-n", "--namespace", help="Only this namespace (default: the kubeconfig's).")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@click.option("-o", "--output", type=click.Choice(["table", "wide", "json", "yaml"]), default="table")
+@click.option(
+    "--source", type=click.Choice([s.value for s in Source]), help="Only evictions seen through this door."
+)
+@click.option("--outcome", type=click.Choice([o.value for o in Outcome]), help="Only this outcome.")
+@click.option("--since", help="Only evictions active in this window: 30m, 12h, 7d.")
+@kubeconfig_option
+def get(
+    namespace: str | None,
+    all_namespaces: bool,
+    output: str,
+    source: str | None,
+    outcome: str | None,
+    since: str | None,
+    kubeconfig: str | None,
+) -> None:
+    """List recorded evictions (NAMESPACE POD NODE SOURCE REQUESTER OUTCOME ATTEMPTS AGE)."""
+    try:
+        window = views.parse_duration(since) if since else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
+
+    async def fetch() -> list[dict[str, Any]]:
+        client = _client(kubeconfig)
+        try:
+            return await _records(client, "*" if all_namespaces else namespace or client.namespace)
+        except httpx2.HTTPStatusError as error:
+            _api_failure(error, "list podevictions.evictwatch.io")
+            raise
+        finally:
+            await client.close()
+
+    now = datetime.datetime.now(datetime.UTC)
+    chosen = views.select(asyncio.run(fetch()), source=source, outcome=outcome, since=window, now=now)
+    if output == "json":
+        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": chosen}, indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": chosen}, sort_keys=False))
+    elif not chosen:
+        click.echo("No evictions found.", err=True)
+    else:
+        wide = output == "wide"
+        headers = views.COLUMNS + (views.WIDE if wide else ())
+        click.echo(views.table([views.row(r, now, wide) for r in chosen], headers))
+
+
+@main.command()
+@click.argument("target", metavar="NAMESPACE/POD")
+@kubeconfig_option
+def describe(target: str, kubeconfig: str | None) -> None:
+    """Show one Pod's eviction record in full: timeline, requester, owner, PDB, why, deliveries."""
+    namespace, sep, pod = target.rpartition("/")
+
+    async def fetch() -> list[dict[str, Any]]:
+        client = _client(kubeconfig)
+        try:
+            records = await _records(client, namespace if sep else client.namespace)
+        except httpx2.HTTPStatusError as error:
+            _api_failure(error, "read podevictions.evictwatch.io")
+            raise
+        finally:
+            await client.close()
+        return [r for r in records if (r.get("spec") or {}).get("pod", {}).get("name") == pod]
+
+    found = asyncio.run(fetch())
+    if not found:
+        _fail(f"no eviction recorded for Pod {target}", 1)
+    for index, record in enumerate(sorted(found, key=views.last_activity)):
+        if index:
+            click.echo("")
+        click.echo(views.describe(record))
+
+
+@main.command()
+@click.option("-n", "--namespace", help="Only this namespace (default: all).")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+@kubeconfig_option
+def watch(namespace: str | None, timeout: float | None, kubeconfig: str | None) -> None:
+    """Stream evictions as they are recorded and as they settle."""
+    from .kube.listwatch import ListWatch
+    from .records.resource import PodEviction
+
+    last: dict[str, tuple[str, int]] = {}
+
+    async def show(kind: str, record: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            return
+        uid = str((record.get("metadata") or {}).get("uid", ""))
+        state = (
+            str((record.get("status") or {}).get("outcome") or "Pending"),
+            int((record.get("spec") or {}).get("attempts") or 0),
+        )
+        if last.get(uid) != state:
+            last[uid] = state
+            cells = views.row(record, datetime.datetime.now(datetime.UTC))
+            click.echo("   ".join(cells))
+
+    async def follow() -> None:
+        client = _client(kubeconfig)
+        click.echo("   ".join(views.COLUMNS))
+        lw = ListWatch(client, PodEviction, show, "cli-watch", namespace=namespace)
+        try:
+            await asyncio.wait_for(lw.run(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            await client.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow())
+
+
+@main.command()
+@click.argument("pod")
+@click.option("-n", "--namespace", help="The Pod's namespace (default: the kubeconfig's).")
+@click.option("--dry-run", is_flag=True, help="Ask the server to check the eviction without doing it.")
+@click.option("--grace-period", type=int, default=None, help="deleteOptions.gracePeriodSeconds.")
+@click.option(
+    "--policy-version", type=click.Choice(["v1", "v1beta1"]), default="v1", help="Eviction body version."
+)
+@kubeconfig_option
+def evict(
+    pod: str,
+    namespace: str | None,
+    dry_run: bool,
+    grace_period: int | None,
+    policy_version: str,
+    kubeconfig: str | None,
+) -> None:
+    """Evict a Pod through the Eviction API (as kubectl drain does), printing the server's answer.
+
+    Exit codes: 0 evicted (201), 4 refused by a PodDisruptionBudget (429), 1 any other refusal.
+    """
+    from .kube.evict import evict_pod
+
+    async def call() -> tuple[int, dict[str, Any], str]:
+        client = _client(kubeconfig)
+        try:
+            ns = namespace or client.namespace
+            code, body = await evict_pod(
+                client, ns, pod, policy_version=policy_version, dry_run=dry_run, grace_period=grace_period
+            )
+            return code, body, ns
+        finally:
+            await client.close()
+
+    code, body, ns = asyncio.run(call())
+    suffix = " (dry run)" if dry_run else ""
+    if code in (200, 201):
+        click.echo(f"pod/{pod} evicted in {ns}{suffix}")
+        return
+    message = body.get("message") or body.get("raw") or ""
+    click.echo(f"error: eviction of pod/{pod} in {ns} refused ({code}): {message}", err=True)
+    sys.exit(4 if code == 429 else 1)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Exit after the demo instead of waiting for Ctrl-C.")
+def sandbox(once: bool) -> None:
+    """Try evictwatch without a cluster: a local control plane, the operator, a demo drain.
+
+    Builds kube-apiserver on first use (a few minutes), starts it with etcd and
+    kube-controller-manager on 127.0.0.1, runs the operator with a self-signed webhook, makes a
+    demo Deployment with a PodDisruptionBudget, evicts (one allowed, one blocked, one dry run),
+    and shows the records. Everything stays up for kubectl until Ctrl-C.
+    """
+    from . import sandbox as demo
+    from .testing.binaries import BinariesError
+    from .testing.controlplane import ControlPlane, ControlPlaneError
+
+    setup_logging("WARNING")
+
+    def say(text: str) -> None:
+        click.echo(f"sandbox: {text}")
+
+    try:
+        say("starting etcd, kube-apiserver and kube-controller-manager ...")
+        cp = ControlPlane(with_controller_manager=True).start()
+    except (BinariesError, ControlPlaneError) as error:
+        _fail(str(error), EXIT_CLUSTER)
+        return
+
+    async def main() -> None:
+        operator = await demo.start_operator(cp)
+        try:
+            say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
+            records = await demo.run_demo(cp, operator, say)
+            click.echo("")
+            click.echo(demo.show(records))
+            click.echo("")
+            say(
+                f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
+                "evictwatch get -A; evictwatch describe demo/<pod>"
+            )
+            if not once:
+                say("running until Ctrl-C")
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                await stop.wait()
+        finally:
+            await operator.stop()
+            if operator.client is not None:
+                await operator.client.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        cp.stop()
+        say("stopped; nothing left running")
 
 
 @main.command("control-plane")

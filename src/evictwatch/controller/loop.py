@@ -44,6 +44,7 @@ class Controller:
 
     async def _retention_loop(self) -> None:
         policy = self.settings.retention
+        await asyncio.sleep(min(policy.intervalSeconds, 10.0))  # let the first sync settle first
         while True:
             try:
                 await retention.enforce(self.client, policy.ttlSeconds, policy.maxPerNamespace)

@@ -70,7 +70,18 @@ def status_code(error: BaseException) -> int | None:
     if isinstance(error, ApiError):
         code = error.status.code
         return int(code) if code is not None else error.response.status_code
+    if isinstance(error, httpx2.HTTPStatusError):  # an answer that was not a Status (a plain 404 page)
+        return error.response.status_code
     return None
+
+
+def error_message(error: BaseException) -> str:
+    """The server's own words for a failed call."""
+    if isinstance(error, ApiError) and error.status.message:
+        return str(error.status.message)
+    if isinstance(error, httpx2.HTTPStatusError):
+        return error.response.text.strip()[:200]
+    return str(error)
 
 
 def is_not_found(error: BaseException) -> bool:
