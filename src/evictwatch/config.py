@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticUndefined
 
 
 class ConfigError(ValueError):
@@ -48,34 +49,46 @@ class Filter(_Strict):
     """Which evictions to capture (or deliver): by namespace and by the Pod's labels."""
 
     namespaces: list[str] = Field(default_factory=list, description="only these; empty means all")
-    excludeNamespaces: list[str] = Field(default_factory=list)
-    podSelector: LabelSelector | None = None
+    excludeNamespaces: list[str] = Field(default_factory=list, description="never these")
+    podSelector: LabelSelector | None = Field(
+        default=None, description="matchLabels/matchExpressions on the Pod's labels"
+    )
 
 
 class SelfIdentity(_Strict):
     """The operator's own Pods, never recorded (evicting them must not depend on themselves)."""
 
-    namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "evictwatch"))
-    labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "evictwatch"})
+    namespace: str = Field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE", "evictwatch"),
+        description="the operator's namespace (its Pods are never recorded; its Lease lives here)",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "evictwatch"}, description="labels of its own Pods"
+    )
 
 
 class WebhookConfig(_Strict):
-    host: str = "0.0.0.0"
+    host: str = Field(default="0.0.0.0", description="listen address of the webhook and metrics")
     port: int = Field(default=9443, ge=0, le=65535, description="0 picks a free port")
-    certFile: Path | None = None
-    keyFile: Path | None = None
+    certFile: Path | None = Field(default=None, description="serving certificate (reloaded when it changes)")
+    keyFile: Path | None = Field(default=None, description="its private key")
     clientCAFile: Path | None = Field(default=None, description="verify the API server's client certificate")
-    selfSigned: bool = False
-    advertiseHost: str = "127.0.0.1"
-    path: str = "/validate-pods-eviction"
-    maxBodyBytes: int = Field(default=1024 * 1024, ge=1024)
-    failurePolicy: Literal["Ignore", "Fail"] = "Ignore"
-    timeoutSeconds: int = Field(default=5, ge=1, le=30)
+    advertiseHost: str = Field(default="127.0.0.1", description="host in the URL registered by --self-signed")
+    path: str = Field(default="/validate-pods-eviction", description="URL path of the review endpoint")
+    maxBodyBytes: int = Field(default=1024 * 1024, ge=1024, description="larger bodies get 413")
+    failurePolicy: Literal["Ignore", "Fail"] = Field(
+        default="Ignore", description="Ignore: never block a drain"
+    )
+    timeoutSeconds: int = Field(default=5, ge=1, le=30, description="how long the API server waits for us")
     sideEffects: Literal["None", "NoneOnDryRun"] = "NoneOnDryRun"
     matchPolicy: Literal["Exact", "Equivalent"] = "Equivalent"
     admissionReviewVersions: list[Literal["v1", "v1beta1"]] = Field(default_factory=lambda: ["v1", "v1beta1"])  # type: ignore[arg-type]
-    configurationName: str = "evictwatch"
-    namespaceSelector: LabelSelector | None = None
+    configurationName: str = Field(
+        default="evictwatch", description="ValidatingWebhookConfiguration name (--self-signed)"
+    )
+    namespaceSelector: LabelSelector | None = Field(
+        default=None, description="which namespaces the API server sends"
+    )
 
 
 class SinkFilter(_Strict):
@@ -170,9 +183,9 @@ class Config(_Strict):
     capture: Filter = Field(default_factory=Filter)
     self: SelfIdentity = Field(default_factory=SelfIdentity)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
-    logFormat: Literal["text", "json"] = "text"
+    logFormat: Literal["text", "json"] = Field(default="text", description="json: one JSON object per line")
     logLevel: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    metricsPort: int = Field(default=8080, ge=0, le=65535)
+    metricsPort: int = Field(default=8080, ge=0, le=65535, description="/metrics; 0 disables")
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     watchers: WatchersConfig = Field(default_factory=WatchersConfig)
     sinks: Sinks = Field(default_factory=Sinks)
@@ -224,3 +237,44 @@ def load_config_file(path: str | os.PathLike[str] | None) -> Config:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return parse_config(data, str(path))
+
+
+def reference(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Every option as (path, default, description), walking nested settings; for the README."""
+    rows: list[tuple[str, str, str]] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        annotation = info.annotation
+        nested = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if nested is not None and nested is not LabelSelector:
+            rows.extend(reference(nested, f"{path}."))
+            continue
+        item = next(iter(getattr(annotation, "__args__", ())), None)
+        if isinstance(item, type) and issubclass(item, BaseModel) and item is not LabelSelector:
+            rows.append((path, "[]", info.description or f"a list of {item.__name__} entries:"))
+            rows.extend(reference(item, f"{path}[]."))
+            continue
+        if info.default_factory is not None:
+            default: Any = info.default_factory()  # type: ignore[call-arg]
+        else:
+            default = info.default
+        if isinstance(default, BaseModel):
+            default = default.model_dump()
+        if default is None or default is PydanticUndefined:
+            shown = "—" if default is None else "(required)"
+        else:
+            shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        if path == "self.namespace":
+            shown = "$POD_NAMESPACE or evictwatch"
+        rows.append((path, shown, info.description or ""))
+    return rows
+
+
+def reference_markdown() -> str:
+    lines = ["| option | default | notes |", "| --- | --- | --- |"]
+    lines += [f"| `{path}` | `{default}` | {notes} |" for path, default, notes in reference()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())
