@@ -139,15 +139,9 @@ class Settler:
         decision = decide(spec, pod, budgets, now, self.blocked_after)
         if decision.outcome is None:
             return Result(requeue_after=decision.recheck_after)
-        owner_ref = (((pod or {}).get("metadata") or {}).get("ownerReferences") or [None])[0]
-        first_ref = next(
-            (
-                r
-                for r in ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
-                if r.get("controller")
-            ),
-            owner_ref,
-        ) or (spec.get("pod") or {}).get("owner")
+        refs = ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
+        controlling = next((ref for ref in refs if ref.get("controller")), refs[0] if refs else None)
+        first_ref = controlling or (spec.get("pod") or {}).get("owner")
         owners = await context.owner_chain(self.client, namespace, first_ref)
         node_name = (spec.get("pod") or {}).get("nodeName") or ((pod or {}).get("spec") or {}).get(
             "nodeName", ""

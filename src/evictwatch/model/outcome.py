@@ -30,6 +30,9 @@ DISRUPTION_REASON_SOURCE = {
 }
 
 
+STALE_DISRUPTION_SECONDS = 180.0
+
+
 @dataclass(frozen=True)
 class Decision:
     outcome: Outcome | None
@@ -87,11 +90,14 @@ def decide(
         return Decision(Outcome.EVICTED, "the Pod is terminating")
     if target is not None:
         return Decision(Outcome.EVICTED, f"DisruptionTarget: {target.get('reason', '')}")
-    if spec.get("source") != Source.EVICTION_API:
-        # A watcher saw a disruption that has not (yet) led anywhere.
-        return Decision(None, recheck_after=blocked_after)
     last = parse_time(spec.get("lastAttemptTime")) or now
     waited = (now - last).total_seconds()
+    if spec.get("source") != Source.EVICTION_API:
+        # A watcher saw a DisruptionTarget that is gone again: the server clears a stale one after
+        # about two minutes when the disruption did not happen. Wait that long before saying so.
+        if waited < max(blocked_after, STALE_DISRUPTION_SECONDS):
+            return Decision(None, recheck_after=blocked_after)
+        return Decision(Outcome.BLOCKED, "the disruption did not happen: the Pod is still running")
     if waited < blocked_after:
         return Decision(None, recheck_after=max(blocked_after - waited, 0.05))
     budget = blocking_budget(budgets)
