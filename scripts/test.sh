@@ -16,7 +16,7 @@ fi
 
 .venv/bin/python -m evictwatch.testing.binaries >/dev/null
 
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
