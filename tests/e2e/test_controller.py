@@ -236,6 +236,44 @@ async def test_missing_pod_settles_as_pod_gone(cluster: Cluster, start: Start) -
     assert record["status"]["outcomeReason"] == "no such Pod when the eviction was attempted"
 
 
+async def test_why_is_copied_from_the_evicting_components_event(cluster: Cluster, start: Start) -> None:
+    await start()
+    pod = await cluster.create_pod("scaled-down", node=await cluster.create_node(), ready=True)
+    assert pod.metadata is not None
+    # What cluster-autoscaler writes on the Pod before it calls the Eviction API.
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "scaled-down.ca", "namespace": cluster.namespace},
+        "involvedObject": {
+            "kind": "Pod",
+            "name": "scaled-down",
+            "namespace": cluster.namespace,
+            "uid": pod.metadata.uid,
+            "apiVersion": "v1",
+        },
+        "reason": "ScaleDown",
+        "type": "Normal",
+        "message": "deleting pod for node scale down",
+        "source": {"component": "cluster-autoscaler"},
+        "firstTimestamp": "2026-11-27T10:00:00Z",
+        "lastTimestamp": "2026-11-27T10:00:00Z",
+        "count": 1,
+    }
+    async with cluster.http() as http:
+        assert (
+            await http.post(f"/api/v1/namespaces/{cluster.namespace}/events", json=event)
+        ).status_code == 201
+    assert (await cluster.evict("scaled-down")).status == 201
+    record = await settled(cluster.client, cluster.namespace, "scaled-down", "Evicted", ("log",))
+    assert record["status"]["why"] == {
+        "component": "cluster-autoscaler",
+        "reason": "ScaleDown",
+        "message": "deleting pod for node scale down",
+        "eventTime": "2026-11-27T10:00:00Z",
+    }
+
+
 async def test_restart_mid_delivery_delivers_once_per_sink(
     cluster: Cluster, start: Start, receivers: dict[str, Receiver]
 ) -> None:
