@@ -283,6 +283,8 @@ async def test_restart_mid_delivery_delivers_once_per_sink(
     await cluster.create_pod("restart-me")
     assert (await cluster.evict("restart-me")).status == 201
     await wait_for(lambda: _arrived(receivers["http"]), what="the HTTP delivery to start")
+    # Slack's delivery is done and recorded; HTTP's is in flight when the operator goes away.
+    await settled(cluster.client, cluster.namespace, "restart-me", "Evicted", ("slack:ops", "events", "log"))
     await first.stop()
     assert first.client is not None
     await first.client.close()
