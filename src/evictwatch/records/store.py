@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
-from lightkube.models.meta_v1 import ObjectMeta
 
 from ..kube.client import is_conflict, is_not_found
+from ..kube.raw import get_json, send_json
 from ..model.record import (
     PodInfo,
     Sighting,
@@ -29,7 +29,7 @@ from ..model.record import (
     record_name,
 )
 from ..model.types import EvictionAttempt, Source
-from .resource import PodEviction
+from .crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .signing import SIGNATURE_ANNOTATION, signature
 
 log = logging.getLogger(__name__)
@@ -72,37 +72,52 @@ class RecordStore:
         self.key = key
         self.field_manager = field_manager
 
-    def _new(self, pod: PodInfo, source: Source, spec: dict[str, Any]) -> Any:
+    def _new(self, pod: PodInfo, source: Source, spec: dict[str, Any]) -> dict[str, Any]:
         name = record_name(pod.name, pod.uid)
         annotations = {SIGNATURE_ANNOTATION: signature(self.key, pod.namespace, name, spec)}
-        metadata = ObjectMeta(
-            name=name, namespace=pod.namespace, labels=_labels(pod, source), annotations=annotations
-        )
-        return PodEviction(metadata=metadata, spec=spec)
+        metadata = {
+            "name": name,
+            "namespace": pod.namespace,
+            "labels": _labels(pod, source),
+            "annotations": annotations,
+        }
+        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+
+    def _path(self, namespace: str, name: str = "") -> str:
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        return f"{base}/{name}" if name else base
+
+    async def _create(self, body: dict[str, Any]) -> bool:
+        """POST the record; False when one of that name exists already (409)."""
+        try:
+            await send_json(
+                self.client,
+                "POST",
+                self._path(body["metadata"]["namespace"]),
+                body,
+                {"fieldManager": self.field_manager},
+            )
+            return True
+        except ApiError as error:
+            if is_conflict(error):
+                return False
+            raise
 
     async def record_api_attempt(self, attempt: EvictionAttempt, pod: PodInfo) -> WriteResult:
         """Record one Eviction API attempt at ``pod`` (which may not exist)."""
         now = utc_now()
         body = self._new(pod, Source.EVICTION_API, new_api_record_spec(attempt, pod, now))
-        name = body.metadata.name
-        try:
-            await self.client.create(body, field_manager=self.field_manager)
+        name = body["metadata"]["name"]
+        if await self._create(body):
             return WriteResult(name, True, 1)
-        except ApiError as error:
-            if not is_conflict(error):
-                raise
         return await self._merge(pod.namespace, name, lambda spec: merge_api_attempt(spec, attempt, pod, now))
 
     async def record_sighting(self, sighting: Sighting) -> WriteResult:
         """Fold a watcher's sighting into the Pod's record, creating it if needed; no-op if known."""
         body = self._new(sighting.pod, sighting.source, new_sighting_spec(sighting))
-        name = body.metadata.name
-        try:
-            await self.client.create(body, field_manager=self.field_manager)
+        name = body["metadata"]["name"]
+        if await self._create(body):
             return WriteResult(name, True, 0)
-        except ApiError as error:
-            if not is_conflict(error):
-                raise
         return await self._merge(sighting.pod.namespace, name, lambda spec: merge_sighting(spec, sighting))
 
     async def _merge(
@@ -110,7 +125,7 @@ class RecordStore:
     ) -> WriteResult:
         for attempt in range(_MAX_MERGE_TRIES):
             try:
-                current = await self.client.get(PodEviction, name, namespace=namespace)
+                current = await get_json(self.client, self._path(namespace, name))
             except ApiError as error:
                 if not is_not_found(error):
                     raise
@@ -119,8 +134,15 @@ class RecordStore:
             if spec is None:
                 return WriteResult(name, False, int((current.get("spec") or {}).get("attempts") or 0), False)
             current["spec"] = spec
+            current.pop("status", None)  # the main resource ignores it; do not send it back
             try:
-                await self.client.replace(current, field_manager=self.field_manager)
+                await send_json(
+                    self.client,
+                    "PUT",
+                    self._path(namespace, name),
+                    current,
+                    {"fieldManager": self.field_manager},
+                )
                 return WriteResult(name, False, int(spec.get("attempts") or 0))
             except ApiError as error:
                 if not is_conflict(error):
