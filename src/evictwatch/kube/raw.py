@@ -39,14 +39,19 @@ async def get_json(client: AsyncClient, path: str) -> dict[str, Any]:
 
 
 async def send_json(
-    client: AsyncClient, method: str, path: str, body: dict[str, Any], params: dict[str, str] | None = None
+    client: AsyncClient,
+    method: str,
+    path: str,
+    body: Any,
+    params: dict[str, str] | None = None,
+    content_type: str = "application/json",
 ) -> dict[str, Any]:
     response = await _http(client).request(
         method,
         path,
         content=json.dumps(body, separators=(",", ":")),
         params=params,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": content_type},
     )
     _check(response)
     data: dict[str, Any] = json.loads(response.content)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
 
-from ..kube.client import is_conflict, is_not_found
+from ..kube.client import is_conflict, is_not_found, status_code
 from ..kube.raw import get_json, send_json
 from ..model.record import (
     PodInfo,
@@ -39,6 +40,7 @@ LABEL_SOURCE = "evictwatch.io/source"
 LABEL_POD_UID = "evictwatch.io/pod-uid"
 LABEL_POD_NAME = "evictwatch.io/pod-name"
 _MAX_MERGE_TRIES = 8
+_KNOWN_RECORDS = 4096
 
 
 def utc_now() -> str:
@@ -71,6 +73,50 @@ class RecordStore:
         self.client = client
         self.key = key
         self.field_manager = field_manager
+        self._known: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        """The last spec we wrote or read per record (bounded): a repeat is then one PATCH."""
+
+    def _remember(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        key = f"{namespace}/{name}"
+        self._known[key] = spec
+        self._known.move_to_end(key)
+        if len(self._known) > _KNOWN_RECORDS:
+            self._known.popitem(last=False)
+
+    async def _patch_known(
+        self, namespace: str, name: str, change: Callable[[Mapping[str, Any]], dict[str, Any] | None]
+    ) -> WriteResult | None:
+        """Compare-and-swap on the spec we last saw, in one call; None when that is not possible.
+
+        The JSON Patch ``test`` makes the server apply the change only if the spec is still the
+        one we know, so a concurrent writer (another replica, a watcher) is never overwritten:
+        its change makes the test fail, and the caller falls back to read-modify-write.
+        """
+        known = self._known.get(f"{namespace}/{name}")
+        if known is None:
+            return None
+        spec = change(known)
+        if spec is None:  # specs only grow, so what adds nothing to a past one adds nothing now
+            return WriteResult(name, False, int(known.get("attempts") or 0), False)
+        ops = [
+            {"op": "test", "path": "/spec", "value": known},
+            {"op": "replace", "path": "/spec", "value": spec},
+        ]
+        try:
+            await send_json(
+                self.client,
+                "PATCH",
+                self._path(namespace, name),
+                ops,
+                {"fieldManager": self.field_manager},
+                "application/json-patch+json",
+            )
+        except ApiError as error:
+            log.debug("patch of %s/%s fell back to a merge: %s", namespace, name, status_code(error))
+            self._known.pop(f"{namespace}/{name}", None)
+            return None
+        self._remember(namespace, name, spec)
+        return WriteResult(name, False, int(spec.get("attempts") or 0))
 
     def _new(self, pod: PodInfo, source: Source, spec: dict[str, Any]) -> dict[str, Any]:
         name = record_name(pod.name, pod.uid)
@@ -108,7 +154,13 @@ class RecordStore:
         now = utc_now()
         body = self._new(pod, Source.EVICTION_API, new_api_record_spec(attempt, pod, now))
         name = body["metadata"]["name"]
+        patched = await self._patch_known(
+            pod.namespace, name, lambda spec: merge_api_attempt(spec, attempt, pod, now)
+        )
+        if patched is not None:
+            return patched
         if await self._create(body):
+            self._remember(pod.namespace, name, body["spec"])
             return WriteResult(name, True, 1)
         return await self._merge(pod.namespace, name, lambda spec: merge_api_attempt(spec, attempt, pod, now))
 
@@ -116,7 +168,13 @@ class RecordStore:
         """Fold a watcher's sighting into the Pod's record, creating it if needed; no-op if known."""
         body = self._new(sighting.pod, sighting.source, new_sighting_spec(sighting))
         name = body["metadata"]["name"]
+        patched = await self._patch_known(
+            sighting.pod.namespace, name, lambda spec: merge_sighting(spec, sighting)
+        )
+        if patched is not None:
+            return patched
         if await self._create(body):
+            self._remember(sighting.pod.namespace, name, body["spec"])
             return WriteResult(name, True, 0)
         return await self._merge(sighting.pod.namespace, name, lambda spec: merge_sighting(spec, sighting))
 
@@ -132,6 +190,7 @@ class RecordStore:
                 raise RuntimeError(f"record {namespace}/{name} vanished while merging") from None
             spec = change(current.get("spec") or {})
             if spec is None:
+                self._remember(namespace, name, current.get("spec") or {})
                 return WriteResult(name, False, int((current.get("spec") or {}).get("attempts") or 0), False)
             current["spec"] = spec
             current.pop("status", None)  # the main resource ignores it; do not send it back
@@ -143,6 +202,7 @@ class RecordStore:
                     current,
                     {"fieldManager": self.field_manager},
                 )
+                self._remember(namespace, name, spec)
                 return WriteResult(name, False, int(spec.get("attempts") or 0))
             except ApiError as error:
                 if not is_conflict(error):
