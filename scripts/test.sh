@@ -3,7 +3,9 @@
 #   1. a virtualenv in .venv with the package and its test dependencies (pip);
 #   2. etcd, kube-apiserver and kube-controller-manager at the pinned release, built once with
 #      the machine's Go toolchain from the Go module proxy into ~/.cache/evictwatch (reused after);
-#   3. ruff, mypy --strict, then pytest (unit and end-to-end on the real control plane).
+#   3. helm (built the same way, for the chart tests) and Debian's Chromium (for the report's
+#      browser test), when missing;
+#   4. ruff, mypy --strict, then pytest (unit and end-to-end on the real control plane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 .venv/bin/python -m evictwatch.testing.binaries >/dev/null
+.venv/bin/python -m evictwatch.testing.helm >/dev/null
+./scripts/install-chromium.sh
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

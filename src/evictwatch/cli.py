@@ -21,6 +21,8 @@ from .config import ConfigError, load_config_file
 from .kube.client import KubeConfigError, error_message, status_code
 from .logsetup import setup_logging
 from .model.types import Outcome, Source
+from .records.install import CrdMissing
+from .report.command import report_command
 
 EXIT_CONFIG = 2
 EXIT_CLUSTER = 3
@@ -109,7 +111,7 @@ def run(
         asyncio.run(serve())
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
-    except KubeConfigError as error:
+    except (KubeConfigError, CrdMissing) as error:
         _fail(str(error), EXIT_CLUSTER)
     except (ImportError, SyntaxError) as error:
         _fail(f"cannot load handlers: {error}", EXIT_CONFIG)
@@ -364,6 +366,22 @@ def sandbox(once: bool) -> None:
     finally:
         cp.stop()
         say("stopped; nothing left running")
+
+
+@main.command()
+def manifests() -> None:
+    """Print the install manifests (namespace, CRD, operator with cert-manager certificates).
+
+    The same documents as deploy/manifests/, rendered from the Helm chart; apply them with
+    ``evictwatch manifests | kubectl apply -f -`` after creating the record-key Secret (see
+    deploy/README.md).
+    """
+    from importlib.resources import files
+
+    click.echo(files("evictwatch").joinpath("data/install.yaml").read_text(), nl=False)
+
+
+main.add_command(report_command, "report")
 
 
 @main.command("control-plane")

@@ -208,8 +208,19 @@ class Operator:
                 body=generate_latest(telemetry.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
             )
 
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready = self.webhook_server is not None and self.webhook_server.ready.is_set()
+            return web.Response(text="ok") if ready else web.Response(status=503, text="not ready")
+
+        # Probes come here, over plain HTTP: the webhook port may demand a client certificate
+        # (webhook.clientCAFile), which the kubelet's probes do not have.
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
         self._metrics_runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._metrics_runner.setup()
         port = self.metrics_port or self.config.metricsPort

@@ -173,6 +173,33 @@ async def test_crd_not_installed_is_explained(control_plane: ControlPlane) -> No
 
 
 async def test_help_everywhere() -> None:
-    for command in ("", "run", "get", "describe", "watch", "evict", "sandbox", "control-plane"):
+    for command in (
+        "",
+        "run",
+        "get",
+        "describe",
+        "watch",
+        "evict",
+        "sandbox",
+        "control-plane",
+        "manifests",
+        "report",
+    ):
         code, out, _ = await cli(*([command] if command else []), "--help", kubeconfig=None)
         assert code == 0 and "Usage:" in out, command
+
+
+async def test_manifests_are_the_rendered_chart() -> None:
+    code, out, _ = await cli("manifests", kubeconfig=None)
+    assert code == 0
+    kinds = [doc["kind"] for doc in yaml.safe_load_all(out) if doc]
+    for kind in (
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "Deployment",
+        "ValidatingWebhookConfiguration",
+    ):
+        assert kind in kinds
+    deploy = Path(__file__).parents[2] / "deploy" / "manifests"
+    assert out == "---\n".join(p.read_text() for p in sorted(deploy.glob("*.yaml")))

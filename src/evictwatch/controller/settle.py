@@ -3,8 +3,9 @@
 All progress lives in the record's status, never in memory, so a restart (or a failover to
 another replica) picks up exactly where the last writer left off:
 
-* ``status.outcome`` plus ``status.observedAttempts``: settled for this many attempts; a new
-  attempt (``spec.attempts`` grew) re-opens the record, so Blocked can become Evicted;
+* ``status.outcome`` plus ``status.observedGeneration``: settled for this version of the spec;
+  any change of the spec (a new attempt, a watcher seeing the Pod's DisruptionTarget) re-opens
+  the record, so Blocked can become Evicted;
 * ``status.deliveries[sink]``: ``{state, outcome, attempts, lastError}``; a sink delivered
   for the current outcome is never called again; one that failed is retried with its backoff
   until ``maxAttempts``, then marked Failed, without holding the others back.
@@ -116,7 +117,8 @@ class Settler:
         status = dict(record.get("status") or {})
         attempts = int(spec.get("attempts") or 0)
         current = status.get("outcome")
-        reopened = current in FINAL and int(status.get("observedAttempts") or 0) < attempts
+        generation = int((record.get("metadata") or {}).get("generation") or 0)
+        reopened = current in FINAL and int(status.get("observedGeneration") or 0) < generation
         if current not in FINAL or reopened:
             settled = await self._settle(record, spec, status, attempts)
             if isinstance(settled, Result):
@@ -151,9 +153,12 @@ class Settler:
         new_status: dict[str, Any] = {
             **status,
             "outcome": str(decision.outcome),
-            "outcomeTime": _stamp(now),
+            "outcomeTime": status["outcomeTime"]
+            if status.get("outcome") == str(decision.outcome) and status.get("outcomeTime")
+            else _stamp(now),
             "outcomeReason": decision.reason,
             "observedAttempts": attempts,
+            "observedGeneration": int((record.get("metadata") or {}).get("generation") or 0),
             "owners": owners,
             "disruptionBudgets": budgets,
         }

@@ -114,6 +114,7 @@ STATUS_SCHEMA = _obj(
             ),
         },
         "observedAttempts": {"type": "integer"},
+        "observedGeneration": {"type": "integer", "format": "int64"},
     },
     default={"outcome": "Pending"},
 )

@@ -8,10 +8,14 @@ import logging
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
-from ..kube.client import from_manifest, is_not_found
+from ..kube.client import from_manifest, is_not_found, status_code
 from . import crd
 
 log = logging.getLogger(__name__)
+
+
+class CrdMissing(RuntimeError):
+    """The CRD is absent and cannot be installed by this identity."""
 
 
 async def ensure_crd(client: AsyncClient, *, timeout: float = 30.0) -> bool:
@@ -22,9 +26,17 @@ async def ensure_crd(client: AsyncClient, *, timeout: float = 30.0) -> bool:
     except ApiError as error:
         if not is_not_found(error):
             raise
-        await client.create(
-            from_manifest(CustomResourceDefinition, crd.crd_manifest()), field_manager="evictwatch"
-        )
+        try:
+            await client.create(
+                from_manifest(CustomResourceDefinition, crd.crd_manifest()), field_manager="evictwatch"
+            )
+        except ApiError as create_error:
+            if status_code(create_error) == 403:
+                raise CrdMissing(
+                    f"the CRD {crd.CRD_NAME} is not installed and this identity may not create it: apply "
+                    "the chart's crds/ (or deploy/manifests/10-crd.yaml), or run once with more rights"
+                ) from None
+            raise
         created = True
         log.info("installed the CRD %s", crd.CRD_NAME)
     deadline = asyncio.get_running_loop().time() + timeout

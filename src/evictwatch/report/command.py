@@ -1,0 +1,136 @@
+"""``evictwatch report``: the records of a window as one HTML page (or a PNG of it)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx2
+from lightkube import ApiError
+
+from ..kube.client import KubeConfigError, make_client
+from .browser import BrowserError, BrowserNotFound, find_chromium, screenshot_html
+from .collect import collect
+from .render import render
+from .window import UTC, Window, WindowError, parse_time
+
+EXIT_USAGE = 2
+EXIT_CLUSTER = 3
+EXIT_BROWSER = 4
+PNG_LISTED = 100
+"""Records listed in a PNG (the timeline and tables still cover all); the HTML lists every one."""
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def window_from_options(
+    since: str | None, start: str | None, end: str | None, now: datetime.datetime | None = None
+) -> Window:
+    """``--since`` alone (default 12h), or ``--from`` with an optional ``--to`` (default now)."""
+    moment = now or datetime.datetime.now(UTC)
+    if start is None and end is None:
+        return Window.last(since or "12h", moment)
+    if since is not None:
+        raise WindowError("give either --since or --from/--to, not both")
+    if start is None:
+        raise WindowError("--to needs --from")
+    return Window(parse_time(start), parse_time(end) if end is not None else moment)
+
+
+async def _collect(
+    kubeconfig: str | None, window: Window, namespace: str | None, node: str | None
+) -> list[dict[str, Any]]:
+    client = make_client(kubeconfig, timeout=30.0)
+    try:
+        return await collect(client, window, namespace=namespace, node=node)
+    finally:
+        await client.close()
+
+
+@click.command("report")
+@click.option("--since", default=None, metavar="DURATION", help="Window up to now: 12h (default), 90m, 2d.")
+@click.option(
+    "--from", "start", default=None, metavar="RFC3339", help="Window start, e.g. 2026-01-02T15:04:05Z."
+)
+@click.option("--to", "end", default=None, metavar="RFC3339", help="Window end (default: now).")
+@click.option("--node", default=None, help="Only Pods that were on this node.")
+@click.option("-n", "--namespace", default=None, help="Only this namespace (default: all namespaces).")
+@click.option(
+    "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG, ~/.kube/config, in-cluster."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Where to write (default: report.html, or report.png with --format png).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["html", "png"]),
+    default=None,
+    help="html (default; png when --output ends in .png) or png (needs Chromium).",
+)
+def report_command(
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    node: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    output: str | None,
+    output_format: str | None,
+) -> None:
+    """Write a drain report: evictions per node over time, per workload, kubelet pressure, records."""
+    if output_format is None:
+        output_format = "png" if output is not None and output.lower().endswith(".png") else "html"
+    target = Path(output or f"report.{output_format}")
+    try:
+        window = window_from_options(since, start, end)
+    except WindowError as error:
+        _fail(str(error), EXIT_USAGE)
+        return
+    if output_format == "png" and find_chromium() is None:
+        _fail(str(BrowserNotFound()), EXIT_BROWSER)
+        return
+    started = time.perf_counter()
+    try:
+        records = asyncio.run(_collect(kubeconfig, window, namespace, node))
+    except KubeConfigError as error:
+        _fail(str(error), EXIT_CLUSTER)
+        return
+    except (ApiError, httpx2.HTTPError, OSError) as error:
+        _fail(f"could not list PodEvictions: {type(error).__name__}: {error}", EXIT_CLUSTER)
+        return
+    generated = datetime.datetime.now(UTC)
+    max_listed = PNG_LISTED if output_format == "png" else None
+    page = render(records, window, node=node, namespace=namespace, generated=generated, max_listed=max_listed)
+    if output_format == "html":
+        target.write_text(page, encoding="utf-8")
+    else:
+        with tempfile.TemporaryDirectory(prefix="evictwatch-report-") as folder:
+            html_path = Path(folder).resolve() / "report.html"
+            html_path.write_text(page, encoding="utf-8")
+            try:
+                target.write_bytes(asyncio.run(screenshot_html(html_path)))
+            except BrowserNotFound as error:
+                _fail(str(error), EXIT_BROWSER)
+                return
+            except (BrowserError, TimeoutError) as error:
+                _fail(f"Chromium could not render the report: {error}", EXIT_BROWSER)
+                return
+    elapsed = time.perf_counter() - started
+    click.echo(
+        f"wrote {target}: {len(records)} records from {window.start:%Y-%m-%d %H:%M} "
+        f"to {window.end:%Y-%m-%d %H:%M} UTC in {elapsed:.1f} s"
+    )
