@@ -29,6 +29,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import telemetry
+from .aio import cancel_and_wait
 from .capture import registration
 from .capture.filtering import CaptureFilter
 from .capture.server import CertificateReloader, WebhookServer, make_server_context
@@ -163,11 +164,7 @@ class Operator:
                 await lost.wait()
                 log.warning("lost leadership; stopping the controller and watchers")
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await cancel_and_wait(tasks)
                 self.leading.clear()
 
     async def _ensure_namespace(self, name: str) -> None:

@@ -6,17 +6,16 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import yaml
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
-from evictwatch.config import parse_config
 from evictwatch.operator import Operator
 from evictwatch.testing.cluster import Cluster, wait_for
 from evictwatch.testing.controlplane import ControlPlane
+from evictwatch.testing.fixtures import StartOperator
 
 
 async def cli(*args: str, kubeconfig: Path | str | None, timeout: float = 60) -> tuple[int, str, str]:
@@ -39,23 +38,16 @@ async def cli(*args: str, kubeconfig: Path | str | None, timeout: float = 60) ->
 
 
 @pytest.fixture
-async def operator(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterator[Operator]:
-    config = parse_config(
+async def operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
+    return await start_operator(
         {
-            "webhook": {"port": 0, "host": "127.0.0.1"},
-            "metricsPort": 0,
             "capture": {"namespaces": [cluster.namespace]},
             "self": {"namespace": cluster.namespace},
             "controller": {"blockedAfterSeconds": 1, "leaderElection": {"enabled": False}},
             "sinks": {"log": {"enabled": False}},
-        }
+        },
+        record_key=b"cli",
     )
-    running = Operator(config, kubeconfig=control_plane.kubeconfig_path, self_signed=True, record_key=b"cli")
-    await running.start()
-    yield running
-    await running.stop()
-    if running.client is not None:
-        await running.client.close()
 
 
 async def outcome_of(cluster: Cluster, pod: str, kubeconfig: Path) -> str:

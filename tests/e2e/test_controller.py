@@ -16,13 +16,13 @@ from lightkube.resources.core_v1 import Event
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from prometheus_client.parser import text_string_to_metric_families
 
-from evictwatch.config import parse_config
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
 from evictwatch.sinks.handlers import REGISTRY
 from evictwatch.sinks.http import sign
 from evictwatch.testing.cluster import Cluster, wait_for
-from evictwatch.testing.controlplane import ControlPlane, free_port
+from evictwatch.testing.controlplane import free_port
+from evictwatch.testing.fixtures import StartOperator, merge
 from evictwatch.testing.receiver import Receiver
 
 KEY = b"test-record-key"
@@ -39,16 +39,12 @@ async def receivers() -> AsyncIterator[dict[str, Receiver]]:
 
 
 @pytest.fixture
-async def start(
-    control_plane: ControlPlane, cluster: Cluster, receivers: dict[str, Receiver], tmp_path: Path
-) -> AsyncIterator[Start]:
-    operators: list[Operator] = []
+def start(start_operator: StartOperator, cluster: Cluster, receivers: dict[str, Receiver]) -> Start:
+    """The operator with every sink: HTTP and Slack to local receivers, a shared record key."""
     REGISTRY.clear()
 
     async def go(extra: dict[str, Any] | None = None, *, handler_file: Path | None = None) -> Operator:
         data: dict[str, Any] = {
-            "webhook": {"port": 0, "host": "127.0.0.1"},
-            "metricsPort": 0,
             "self": {"namespace": cluster.namespace},
             "controller": {
                 "blockedAfterSeconds": 2,
@@ -76,27 +72,15 @@ async def start(
                 ],
             },
         }
-        for key, value in (extra or {}).items():
-            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-        operator = Operator(
-            parse_config(data),
-            kubeconfig=control_plane.kubeconfig_path,
-            self_signed=True,
+        return await start_operator(
+            merge(data, extra or {}),
             record_key=KEY,
+            metrics_port=free_port(),
             environ={"HOOK_KEY": HMAC, "SLACK_URL": receivers["slack"].url},
             handler_files=[str(handler_file)] if handler_file else [],
-            metrics_port=free_port(),
         )
-        await operator.start()
-        operators.append(operator)
-        return operator
 
-    yield go
-    for operator in operators:
-        await operator.stop()
-        if operator.client is not None:
-            await operator.client.close()
-    REGISTRY.clear()
+    return go
 
 
 async def record_of(kube: AsyncClient, namespace: str, pod: str) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ parsed with prometheus_client's own parser.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
@@ -16,11 +15,11 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from evictwatch.config import parse_config
 from evictwatch.operator import Operator
 from evictwatch.report import dashboard
 from evictwatch.testing.cluster import Cluster, unique, wait_for
-from evictwatch.testing.controlplane import ControlPlane, free_port
+from evictwatch.testing.controlplane import free_port
+from evictwatch.testing.fixtures import StartOperator
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "evictwatch.json"
 _SUFFIXES = {
@@ -32,11 +31,9 @@ _SUFFIXES = {
 
 
 @pytest.fixture
-async def operator(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterator[Operator]:
-    config = parse_config(
+async def operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
+    return await start_operator(
         {
-            "webhook": {"port": 0, "host": "127.0.0.1"},
-            "metricsPort": 0,
             "self": {"namespace": cluster.namespace},
             "controller": {
                 "blockedAfterSeconds": 2,
@@ -47,22 +44,10 @@ async def operator(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterat
                 },
             },
             "watchers": {"enabled": False},
-        }
-    )
-    running = Operator(
-        config,
-        kubeconfig=control_plane.kubeconfig_path,
-        self_signed=True,
+        },
         record_key=b"metrics-test-key",
         metrics_port=free_port(),
     )
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
-        if running.client is not None:
-            await running.client.close()
 
 
 def sample_names(families: list[Metric]) -> dict[str, Metric]:

@@ -16,7 +16,6 @@ import datetime
 import struct
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ import pytest
 from lightkube import AsyncClient
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 
-from evictwatch.config import parse_config
 from evictwatch.kube.client import from_manifest
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
@@ -35,6 +33,7 @@ from evictwatch.report.sample import sample_records
 from evictwatch.report.window import Window
 from evictwatch.testing.cluster import Cluster, unique, wait_for
 from evictwatch.testing.controlplane import ControlPlane, free_port
+from evictwatch.testing.fixtures import StartOperator
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 HOSTILE_USER = "<script>window.__evictwatch_xss=1</script>"
@@ -54,11 +53,9 @@ def require_chromium() -> str:
 
 
 @pytest.fixture
-async def operator(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterator[Operator]:
-    config = parse_config(
+async def operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
+    return await start_operator(
         {
-            "webhook": {"port": 0, "host": "127.0.0.1"},
-            "metricsPort": 0,
             "self": {"namespace": cluster.namespace},
             "controller": {
                 "blockedAfterSeconds": 4,
@@ -69,22 +66,10 @@ async def operator(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterat
                 },
             },
             "watchers": {"enabled": False},
-        }
-    )
-    running = Operator(
-        config,
-        kubeconfig=control_plane.kubeconfig_path,
-        self_signed=True,
+        },
         record_key=b"report-test-key",
         metrics_port=free_port(),
     )
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
-        if running.client is not None:
-            await running.client.close()
 
 
 async def plain_records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,13 +12,13 @@ from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Node, Pod
 
 from evictwatch import telemetry
-from evictwatch.config import parse_config
 from evictwatch.kube.client import make_client
 from evictwatch.kube.listwatch import ListWatch
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing.cluster import Cluster, create_namespace, wait_for
 from evictwatch.testing.controlplane import ControlPlane
+from evictwatch.testing.fixtures import StartOperator
 
 KEY = b"watcher-test-key"
 Start = Callable[..., Awaitable[Operator]]
@@ -33,35 +33,25 @@ def stamp() -> str:
 
 
 @pytest.fixture
-async def start(control_plane: ControlPlane, cluster: Cluster) -> AsyncIterator[Start]:
-    operators: list[Operator] = []
+def start(start_operator: StartOperator, cluster: Cluster) -> Start:
+    """The operator with its watchers, capturing only this test's namespace; waits for them to sync."""
 
-    async def go(*, webhook: bool = True) -> Operator:
-        data: dict[str, Any] = {
-            "webhook": {"port": 0, "host": "127.0.0.1"},
-            "metricsPort": 0,
-            "capture": {"namespaces": [cluster.namespace]},
-            "self": {"namespace": cluster.namespace},
-            "controller": {"blockedAfterSeconds": 2, "leaderElection": {"enabled": False}},
-        }
-        operator = Operator(
-            parse_config(data), kubeconfig=control_plane.kubeconfig_path, self_signed=webhook, record_key=KEY
+    async def go() -> Operator:
+        operator = await start_operator(
+            {
+                "capture": {"namespaces": [cluster.namespace]},
+                "self": {"namespace": cluster.namespace},
+                "controller": {"blockedAfterSeconds": 2, "leaderElection": {"enabled": False}},
+            },
+            record_key=KEY,
         )
-        if not webhook:
-            operator.config = parse_config({**data, "webhook": {"port": 0, "host": "127.0.0.1"}})
-        await operator.start()
-        operators.append(operator)
         await operator.leading.wait()
         assert operator.watchers is not None
         for watch in operator.watchers.watches:
             await asyncio.wait_for(watch.synced.wait(), 20)
         return operator
 
-    yield go
-    for operator in operators:
-        await operator.stop()
-        if operator.client is not None:
-            await operator.client.close()
+    return go
 
 
 async def records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:

@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx2
 import pytest
 from lightkube import AsyncClient
 
-from evictwatch.config import Config, parse_config
+from evictwatch.config import Config
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing.cluster import Cluster
-from evictwatch.testing.controlplane import ControlPlane
-
-StartOperator = Callable[..., Awaitable[Operator]]
-
-
-@pytest.fixture
-async def start_operator(control_plane: ControlPlane) -> AsyncIterator[StartOperator]:
-    """Start the operator in this process with a self-signed, registered webhook."""
-    started: list[Operator] = []
-
-    async def start(config: dict[str, Any] | None = None) -> Operator:
-        data: dict[str, Any] = {"webhook": {"port": 0, "host": "127.0.0.1"}, "metricsPort": 0}
-        for key, value in (config or {}).items():
-            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-        operator = Operator(parse_config(data), kubeconfig=control_plane.kubeconfig_path, self_signed=True)
-        await operator.start()
-        started.append(operator)
-        return operator
-
-    yield start
-    for operator in started:
-        await operator.stop()
-        if operator.client is not None:
-            await operator.client.close()
+from evictwatch.testing.fixtures import StartOperator
 
 
 async def records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Event, Pod
 
+from ..kube.client import namespace_is_going
 from ..kube.listwatch import ListWatch
 from ..model.podfacts import sighting_from_event, sighting_from_pod
 from ..model.record import Sighting
@@ -99,6 +100,16 @@ class Watchers:
         try:
             result = await self.store.record_sighting(sighting)
         except Exception as error:
+            if namespace_is_going(error):
+                # Nothing can be written there any more, and the Pod goes with its namespace.
+                log.info(
+                    "not recording the %s disruption of %s/%s: its namespace is being deleted",
+                    sighting.source,
+                    pod.namespace,
+                    pod.name,
+                    extra={"namespace": pod.namespace, "pod": pod.name},
+                )
+                return
             self.seen.forget(key)
             log.error(
                 "could not record the %s disruption of %s/%s: %s",
@@ -108,7 +119,7 @@ class Watchers:
                 error,
                 extra={"namespace": pod.namespace, "pod": pod.name},
             )
-            raise
+            raise  # the watch resumes from before this event, after a backoff
         self.sightings += 1
         if result.changed:
             log.info(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from lightkube import AsyncClient
 
+from ..aio import cancel_and_wait
 from ..config import ControllerConfig
 from ..kube.listwatch import ListWatch
 from ..records.resource import PodEviction
@@ -56,6 +56,7 @@ class Controller:
 
     async def run(self) -> None:
         """Run until cancelled."""
+        self.watch.resource_version = None  # (re)gaining the lead: re-list, so no pending retry is lost
         tasks = [
             asyncio.create_task(self.watch.run(), name="controller-watch"),
             asyncio.create_task(
@@ -66,8 +67,4 @@ class Controller:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(tasks)

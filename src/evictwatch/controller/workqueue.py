@@ -7,9 +7,10 @@ being processed is processed again afterwards, never concurrently with itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from ..aio import cancel_and_wait
 
 log = logging.getLogger("evictwatch.controller")
 
@@ -76,11 +77,7 @@ class WorkQueue:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(tasks)
             for timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()

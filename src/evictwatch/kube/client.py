@@ -84,6 +84,13 @@ def error_message(error: BaseException) -> str:
     return str(error)
 
 
+def namespace_is_going(error: BaseException) -> bool:
+    """A write refused because its namespace is being deleted (403) or is gone (404 on create)."""
+    code = status_code(error)
+    message = error_message(error)
+    return (code == 403 and "is being terminated" in message) or (code == 404 and "namespaces" in message)
+
+
 def is_not_found(error: BaseException) -> bool:
     return status_code(error) == 404
 

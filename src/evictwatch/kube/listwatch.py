@@ -17,7 +17,6 @@ The handlers must be idempotent: a re-list hands over objects already seen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -166,16 +165,3 @@ class ListWatch:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-
-
-async def run_all(watches: list[ListWatch], stop: asyncio.Event) -> None:
-    """Run several watches until ``stop`` is set."""
-    tasks = [asyncio.create_task(w.run(), name=f"watch-{w.name}") for w in watches]
-    try:
-        await stop.wait()
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -144,13 +144,13 @@ def build(version: str = KUBERNETES_VERSION, *, log: bool = True) -> Path:
     ]
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false")
     started = time.monotonic()
-    _say(
+    say(
         log,
         f"evictwatch: building etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager "
         f"{version} with {go} (first run only; about 5 minutes on 2 cores)",
     )
     try:
-        _run_with_progress(command, env, log, started)
+        run_with_progress(command, env, GO_MODULE_DIR, log=log, started=started, what="the control plane")
         for name in COMPONENTS:
             if not (staging / name).is_file():
                 raise BinariesError(f"go build produced no {name} in {staging}")
@@ -160,21 +160,33 @@ def build(version: str = KUBERNETES_VERSION, *, log: bool = True) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    _say(log, f"evictwatch: built in {time.monotonic() - started:.0f} s into {target}")
+    say(log, f"evictwatch: built in {time.monotonic() - started:.0f} s into {target}")
     return target
 
 
-def _run_with_progress(command: list[str], env: dict[str, str], log: bool, started: float) -> None:
-    """Run go build, printing a progress line every 15 s (how many packages are done)."""
+def run_with_progress(
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    log: bool,
+    started: float,
+    what: str,
+    error: type[Exception] = BinariesError,
+) -> None:
+    """Run a ``go build``/``go install``, printing a progress line every 15 s (packages done).
+
+    A failure raises ``error`` with the end of Go's output and one sentence saying why.
+    """
     process = subprocess.Popen(
-        command, cwd=GO_MODULE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
     done = threading.Event()
 
     def ticker() -> None:
         while not done.wait(15):
-            _say(log, f"evictwatch: ... {len(lines)} packages compiled, {time.monotonic() - started:.0f} s")
+            say(log, f"evictwatch: ... {len(lines)} packages compiled, {time.monotonic() - started:.0f} s")
 
     thread = threading.Thread(target=ticker, daemon=True)
     thread.start()
@@ -194,12 +206,12 @@ def _run_with_progress(command: list[str], env: dict[str, str], log: bool, start
         hint = (
             "the Go module proxy could not be reached or refused a module: check the network and GOPROXY"
             if any("dial tcp" in s or "proxy" in s or "404 Not Found" in s for s in lines[-25:])
-            else "go build failed; the last lines above say why"
+            else "go failed; the last lines above say why"
         )
-        raise BinariesError(f"{tail}\nBuilding the control plane failed ({code}): {hint}.")
+        raise error(f"{tail}\nBuilding {what} failed ({code}): {hint}.")
 
 
-def _say(log: bool, message: str) -> None:
+def say(log: bool, message: str) -> None:
     if log:
         print(message, file=sys.stderr, flush=True)
 

@@ -8,12 +8,15 @@ about 10 s to start); every test gets a fresh namespace, so tests do not see eac
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from typing import Any, Protocol
 
 import pytest
 from lightkube import AsyncClient
 
+from ..config import parse_config
 from ..kube.client import make_client
+from ..operator import Operator
 from .cluster import Cluster, create_namespace, unique
 from .controlplane import ControlPlane
 
@@ -60,3 +63,47 @@ async def cluster(control_plane: ControlPlane, kube: AsyncClient, namespace: str
         yield helper
     finally:
         await helper.cleanup()
+
+
+def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, mappings merged key by key (a config overlay)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        old = merged.get(key)
+        merged[key] = merge(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return merged
+
+
+class StartOperator(Protocol):
+    def __call__(self, config: Mapping[str, Any] | None = None, **options: Any) -> Awaitable[Operator]: ...
+
+
+LOCAL = {"webhook": {"port": 0, "host": "127.0.0.1"}, "metricsPort": 0}
+
+
+@pytest.fixture
+async def start_operator(control_plane: ControlPlane) -> AsyncIterator[StartOperator]:
+    """Start operators in this process against the control plane; all are stopped after the test.
+
+    ``config`` is laid over a local default (free webhook port on 127.0.0.1, no metrics port);
+    ``options`` go to :class:`Operator` (``self_signed`` defaults to True: the webhook registers
+    itself with the control plane).
+    """
+    started: list[Operator] = []
+
+    async def start(config: Mapping[str, Any] | None = None, **options: Any) -> Operator:
+        options.setdefault("self_signed", True)
+        operator = Operator(
+            parse_config(merge(LOCAL, config or {})), kubeconfig=control_plane.kubeconfig_path, **options
+        )
+        await operator.start()
+        started.append(operator)
+        return operator
+
+    try:
+        yield start
+    finally:
+        for operator in reversed(started):
+            await operator.stop()
+            if operator.client is not None:
+                await operator.client.close()

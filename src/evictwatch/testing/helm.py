@@ -18,13 +18,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .binaries import cache_dir
+from .binaries import cache_dir, run_with_progress, say
 
 HELM_VERSION = "v3.22.0"
 """The pinned release: the newest Helm 3, built with client-go v0.37 (Kubernetes 1.37, as
@@ -115,9 +114,9 @@ def build_helm(version: str = HELM_VERSION, *, log: bool = True) -> Path:
     ]
     env = dict(os.environ, GOBIN=str(staging), CGO_ENABLED="0", GOFLAGS="-buildvcs=false", GO111MODULE="on")
     started = time.monotonic()
-    _say(log, f"evictwatch: building helm {version} with {go} (first run only; about 70 s on 2 cores)")
+    say(log, f"evictwatch: building helm {version} with {go} (first run only; about 70 s on 2 cores)")
     try:
-        _run_with_progress(command, env, staging, log, started)
+        run_with_progress(command, env, staging, log=log, started=started, what="helm", error=HelmError)
         if not (staging / "helm").is_file():
             raise HelmError(f"go install produced no helm in {staging}")
         if not (target / "helm").is_file():  # another run may have finished first: keep its binary
@@ -127,48 +126,8 @@ def build_helm(version: str = HELM_VERSION, *, log: bool = True) -> Path:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    _say(log, f"evictwatch: built helm in {time.monotonic() - started:.0f} s into {target}")
+    say(log, f"evictwatch: built helm in {time.monotonic() - started:.0f} s into {target}")
     return target / "helm"
-
-
-def _run_with_progress(command: list[str], env: dict[str, str], cwd: Path, log: bool, started: float) -> None:
-    """Run go install, printing a progress line every 15 s (how many packages are done)."""
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: list[str] = []
-    done = threading.Event()
-
-    def ticker() -> None:
-        while not done.wait(15):
-            _say(log, f"evictwatch: ... {len(lines)} packages compiled, {time.monotonic() - started:.0f} s")
-
-    thread = threading.Thread(target=ticker, daemon=True)
-    thread.start()
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:
-            lines.append(line.rstrip())
-        code = process.wait()
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-    finally:
-        done.set()
-    if code != 0:
-        tail = "\n".join(lines[-25:])
-        hint = (
-            "the Go module proxy could not be reached or refused a module: check the network and GOPROXY"
-            if any("dial tcp" in s or "proxy" in s or "404 Not Found" in s for s in lines[-25:])
-            else "go install failed; the last lines above say why"
-        )
-        raise HelmError(f"{tail}\nBuilding helm failed ({code}): {hint}.")
-
-
-def _say(log: bool, message: str) -> None:
-    if log:
-        print(message, file=sys.stderr, flush=True)
 
 
 def run_helm(
