@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from aiohttp import web
@@ -131,18 +132,23 @@ class Operator:
                 self.watchers = Watchers(
                     self.client, store, capture_filter, pods=watchers.pods, events=watchers.events
                 )
+            if self.config.controller.leaderElection.enabled:
+                await self._ensure_namespace(self.config.self.namespace)
             self._background = asyncio.create_task(self._lead(), name="leader")
 
     async def _lead(self) -> None:
-        """Run the controller and watchers while leading; go back to waiting when the lease is lost."""
+        """Run the controller and watchers while leading; go back to waiting when the lease is lost.
+
+        Nothing here may end the loop but cancellation: an unreachable API server, a crashed
+        task, a lost Lease all lead to a fresh round after a pause.
+        """
         assert self.client is not None
         election = self.config.controller.leaderElection
         while True:
             lost = asyncio.Event()
-            tasks: list[asyncio.Task[None]] = []
+            tasks: list[asyncio.Task[Any]] = []
             try:
                 if election.enabled:
-                    await self._ensure_namespace(self.config.self.namespace)
                     self._elector = LeaderElector(
                         self.client,
                         self.config.self.namespace,
@@ -161,11 +167,24 @@ class Operator:
                     tasks.extend(
                         asyncio.create_task(w.run(), name=f"watch-{w.name}") for w in self.watchers.watches
                     )
-                await lost.wait()
-                log.warning("lost leadership; stopping the controller and watchers")
+                waiter = asyncio.create_task(lost.wait(), name="lost")
+                done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                tasks.append(waiter)
+                if waiter in done:
+                    log.warning("lost leadership; stopping the controller and watchers")
+                else:
+                    for task in done:
+                        log.error(
+                            "%s stopped unexpectedly (%r); starting over", task.get_name(), task.exception()
+                        )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - e.g. the API server is unreachable: try again
+                log.error("leadership round failed: %s: %s", type(error).__name__, error)
             finally:
                 await cancel_and_wait(tasks)
                 self.leading.clear()
+            await asyncio.sleep(election.renewSeconds)
 
     async def _ensure_namespace(self, name: str) -> None:
         """Local runs may lack the namespace that holds the Lease; in a cluster the chart makes it."""

@@ -60,13 +60,9 @@ CLUSTER_ROLE_ALLOWED = {
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "events", "create"),
-    ("", "events", "patch"),
     ("", "events", "list"),
     ("", "events", "watch"),
-    ("events.k8s.io", "events", "list"),
-    ("events.k8s.io", "events", "watch"),
     ("", "nodes", "get"),
-    ("policy", "poddisruptionbudgets", "get"),
     ("policy", "poddisruptionbudgets", "list"),
     ("apps", "replicasets", "get"),
     ("apps", "deployments", "get"),
@@ -81,9 +77,7 @@ CLUSTER_ROLE_ALLOWED = {
     ("evictwatch.io", "podevictions", "update"),
     ("evictwatch.io", "podevictions", "patch"),
     ("evictwatch.io", "podevictions", "delete"),
-    ("evictwatch.io", "podevictions/status", "get"),
     ("evictwatch.io", "podevictions/status", "update"),
-    ("evictwatch.io", "podevictions/status", "patch"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "get"),
 }
 ROLE_ALLOWED = {

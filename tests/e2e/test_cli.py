@@ -77,6 +77,7 @@ async def test_evict_get_describe_watch(
     assert "disruption budget" in err and err.count("\n") == 1
     code, out, _ = await cli("evict", "api-1", "-n", ns, "--dry-run", kubeconfig=kubeconfig)
     assert code == 4  # a dry run meets the same budget
+    assert await outcome_of(cluster, "api-0", kubeconfig) == "Blocked"  # settled while the budget stands
     await cluster.client.delete(PodDisruptionBudget, "api", namespace=ns)
     code, out, _ = await cli(
         "evict",
@@ -93,7 +94,6 @@ async def test_evict_get_describe_watch(
     code, out, _ = await cli("evict", "api-1", "-n", ns, "--dry-run", kubeconfig=kubeconfig)
     assert code == 0 and "(dry run)" in out
 
-    assert await outcome_of(cluster, "api-0", kubeconfig) == "Blocked"
     assert await outcome_of(cluster, "api-2", kubeconfig) == "Evicted"
 
     code, out, _ = await cli("get", "-n", ns, kubeconfig=kubeconfig)

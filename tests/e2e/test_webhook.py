@@ -163,7 +163,8 @@ async def test_webhook_down_with_failure_policy_ignore_lets_evictions_through(
     reply = await cluster.evict("unseen")
     assert reply.status == 201, reply.body
     assert await cluster.pod_or_none("unseen") is None
-    assert await records(cluster.client, cluster.namespace) == []
+    # No attempt was seen by the webhook (a record, if any, is the backstop's, with no attempts).
+    assert [r["spec"]["attempts"] for r in await records(cluster.client, cluster.namespace)] in ([], [0])
 
 
 def _client_for(operator: Operator) -> httpx2.AsyncClient:

@@ -199,9 +199,9 @@ def decode_eviction(request: AdmissionRequest) -> EvictionAttempt:
     out. A dry run is recognised both ways the API server marks one.
     """
     if request.kind != "Eviction":
-        shown = "/".join(part for part in (request.kind_group, request.kind_version) if part)
+        shown = "/".join(part[:100] for part in (request.kind_group, request.kind_version) if part)
         raise NotAnEviction(
-            f"expected an Eviction (policy/v1) but got kind {request.kind or '(none)'!r}"
+            f"expected an Eviction (policy/v1) but got kind {request.kind[:100] or '(none)'!r}"
             + (f" ({shown})" if shown else "")
             + "; this webhook only handles pods/eviction"
         )

@@ -3,14 +3,17 @@
 Anyone allowed to create PodEvictions could otherwise make the operator send a Slack message
 or run a handler. Every record our webhook or watchers write carries
 ``evictwatch.io/signature``: HMAC-SHA256, keyed by a secret only the operator reads, over the
-namespace, name, Pod UID, first attempt time and source. The controller acts only on records
-whose signature checks out; the rest are logged once and left alone.
+namespace, the name and the whole spec, renewed by the store on every spec write (it is the only
+writer of specs). The controller acts only on records whose signature checks out; the rest,
+forged or altered by anyone else, are logged once and left alone. What a signature cannot stop
+is a replay: a deleted record re-created with its exact old content (see SECURITY.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -37,15 +40,8 @@ def load_key(environ: Mapping[str, str] | None = None) -> bytes:
 
 
 def _payload(namespace: str, name: str, spec: Mapping[str, Any]) -> bytes:
-    pod = spec.get("pod") or {}
-    parts = [
-        namespace,
-        name,
-        str(pod.get("uid", "")),
-        str(spec.get("firstAttemptTime", "")),
-        str(spec.get("source", "")),
-    ]
-    return "\n".join(parts).encode()
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "\n".join((namespace, name, canonical)).encode()
 
 
 def signature(key: bytes, namespace: str, name: str, spec: Mapping[str, Any]) -> str:

@@ -41,6 +41,7 @@ LABEL_POD_UID = "evictwatch.io/pod-uid"
 LABEL_POD_NAME = "evictwatch.io/pod-name"
 _MAX_MERGE_TRIES = 8
 _KNOWN_RECORDS = 4096
+_SIGNATURE_PATH = "/metadata/annotations/" + SIGNATURE_ANNOTATION.replace("~", "~0").replace("/", "~1")
 
 
 def utc_now() -> str:
@@ -101,6 +102,7 @@ class RecordStore:
         ops = [
             {"op": "test", "path": "/spec", "value": known},
             {"op": "replace", "path": "/spec", "value": spec},
+            {"op": "add", "path": _SIGNATURE_PATH, "value": signature(self.key, namespace, name, spec)},
         ]
         try:
             await send_json(
@@ -194,6 +196,8 @@ class RecordStore:
                 return WriteResult(name, False, int((current.get("spec") or {}).get("attempts") or 0), False)
             current["spec"] = spec
             current.pop("status", None)  # the main resource ignores it; do not send it back
+            annotations = current.setdefault("metadata", {}).setdefault("annotations", {})
+            annotations[SIGNATURE_ANNOTATION] = signature(self.key, namespace, name, spec)
             try:
                 await send_json(
                     self.client,
