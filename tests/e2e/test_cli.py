@@ -13,6 +13,7 @@ import yaml
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from evictwatch.operator import Operator
+from evictwatch.testing.binaries import cache_dir
 from evictwatch.testing.cluster import Cluster, wait_for
 from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.fixtures import StartOperator
@@ -21,6 +22,7 @@ from evictwatch.testing.fixtures import StartOperator
 async def cli(*args: str, kubeconfig: Path | str | None, timeout: float = 60) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["HOME"] = env.get("EVICTWATCH_TEST_HOME", "/nonexistent")  # no ~/.kube/config fallback
+    env.setdefault("EVICTWATCH_CACHE", str(cache_dir().parents[1]))  # but the built binaries
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
     process = await asyncio.create_subprocess_exec(
@@ -195,3 +197,12 @@ async def test_manifests_are_the_rendered_chart() -> None:
         assert kind in kinds
     deploy = Path(__file__).parents[2] / "deploy" / "manifests"
     assert out == "---\n".join(p.read_text() for p in sorted(deploy.glob("*.yaml")))
+
+
+async def test_sandbox_once_shows_a_blocked_and_an_evicted_pod() -> None:
+    code, out, err = await cli("sandbox", "--once", kubeconfig=None, timeout=240)
+    assert code == 0, err[-2000:]
+    rows = [line.split() for line in out.splitlines() if line.startswith("demo ")]
+    assert sorted(row[5] for row in rows) == ["Blocked", "Evicted"], out
+    assert "explore with: export KUBECONFIG=" in out
+    assert "stopped; nothing left running" in out
