@@ -167,7 +167,7 @@ class LeaderElection(_Strict):
 
 class ControllerConfig(_Strict):
     enabled: bool = True
-    workers: int = Field(default=4, ge=1, le=64)
+    workers: int = Field(default=16, ge=1, le=64, description="records settled at once (the work is I/O)")
     blockedAfterSeconds: float = Field(default=30.0, gt=0, description="no deletion this long after: Blocked")
     retention: Retention = Field(default_factory=Retention)
     leaderElection: LeaderElection = Field(default_factory=LeaderElection)

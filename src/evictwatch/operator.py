@@ -81,6 +81,7 @@ class Operator:
     _background: asyncio.Task[None] | None = None
     _elector: LeaderElector | None = None
     _http: httpx2.AsyncClient | None = None
+    _store: RecordStore | None = None
 
     async def start(self) -> None:
         self.config.check_environment(self.environ)
@@ -90,7 +91,7 @@ class Operator:
         if self.install_crd:
             await ensure_crd(self.client)
         key = self.record_key or load_key(self.environ)
-        store = RecordStore(self.client, key)
+        store = self._store = RecordStore(self.client, key)
         capture_filter = CaptureFilter(self.config.capture, self.config.self)
         context = self._tls_context()
         webhook = EvictionWebhook(self.client, capture_filter, store)
@@ -270,6 +271,9 @@ class Operator:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._store is not None:
+            await self._store.api.close()
+            self._store = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

@@ -18,7 +18,7 @@ WEBHOOK_SECONDS = Histogram(
 )
 WEBHOOK_REQUESTS = Counter(
     "evictwatch_webhook_requests_total",
-    "AdmissionReviews answered, by decision (recorded, dry_run, filtered, not_create, wrong_kind, "
+    "AdmissionReviews answered, by decision (recorded, late, dry_run, filtered, not_create, wrong_kind, "
     "bad_request, lost).",
     ["decision"],
     registry=REGISTRY,
@@ -27,6 +27,12 @@ ATTEMPTS = Counter(
     "evictwatch_eviction_attempts_total",
     "Eviction attempts recorded, by namespace, source and requester component.",
     ["namespace", "source", "component"],
+    registry=REGISTRY,
+)
+RECORDS_LATE = Counter(
+    "evictwatch_records_late_total",
+    "Attempts whose record was still being written when the webhook had to answer (written after).",
+    ["source"],
     registry=REGISTRY,
 )
 RECORDS_LOST = Counter(

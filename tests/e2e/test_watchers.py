@@ -184,7 +184,8 @@ async def test_taint_manager_deletes_pod_on_noexecute_taint(cluster: Cluster, st
     # kube-controller-manager's real taint eviction controller removes the Pod.
     record = await record_for(cluster.client, cluster.namespace, "tainted", "Evicted")
     assert record["spec"]["source"] == "TaintManager"
-    assert record["spec"]["reason"] == "DeletionByTaintManager"
+    # Its condition and its Event race to the watchers: whichever comes first names the reason.
+    assert record["spec"]["reason"] in ("DeletionByTaintManager", "TaintManagerEviction")
 
 
 async def test_backstop_records_api_eviction_missed_by_webhook(cluster: Cluster, start: Start) -> None:

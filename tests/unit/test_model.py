@@ -275,8 +275,17 @@ def test_signature_covers_identity() -> None:
 
 
 def test_retention_plan() -> None:
-    def rec(name: str, ns: str, age: float) -> dict[str, Any]:
-        return {"metadata": {"name": name, "namespace": ns, "creationTimestamp": iso(age)}}
+    def rec(name: str, ns: str, age: float, outcome: str = "Evicted") -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": iso(age)},
+            "status": {"outcome": outcome},
+        }
+
+    def doomed(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {
+            (r["metadata"]["name"], why)
+            for r, why in plan(records, NOW, ttl_seconds=500, max_per_namespace=2)
+        }
 
     records = [
         rec("old", "a", 1000),
@@ -285,10 +294,9 @@ def test_retention_plan() -> None:
         rec("a3", "a", 10),
         rec("b1", "b", 5),
     ]
-    doomed = {
-        (r["metadata"]["name"], why) for r, why in plan(records, NOW, ttl_seconds=500, max_per_namespace=2)
-    }
-    assert doomed == {("old", "ttl"), ("a1", "max_per_namespace")}
+    assert doomed(records) == {("old", "ttl"), ("a1", "max_per_namespace")}
+    records[1]["status"]["outcome"] = "Pending"  # not settled yet: kept; the next oldest settled one goes
+    assert doomed(records) == {("old", "ttl"), ("a2", "max_per_namespace")}
 
 
 def test_sink_filter_and_slack_escaping() -> None:

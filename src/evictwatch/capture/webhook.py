@@ -41,6 +41,9 @@ from .filtering import CaptureFilter
 
 log = logging.getLogger("evictwatch.webhook")
 
+MAX_LATE_WRITES = 1000
+"""Writes still going after their answer was sent; past this many, a slow write is given up."""
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -68,8 +71,9 @@ class EvictionWebhook:
     ) -> None:
         self.store = store
         self.filter = capture_filter
-        self.lookup: PodLookup = lookup or (lambda ns, name: lookup_pod(client, ns, name))
+        self.lookup: PodLookup = lookup or (lambda ns, name: lookup_pod(store.api, ns, name))
         self.write_timeout = write_timeout
+        self._late: set[asyncio.Task[WriteResult | None]] = set()
 
     async def review(self, body: bytes) -> Answer:
         started = time.perf_counter()
@@ -100,17 +104,27 @@ class EvictionWebhook:
             return self._allow(request, "dry_run")
         if not self.filter.namespace(attempt.namespace).capture:
             return self._allow(request, "filtered")
+        write = asyncio.create_task(self._record(attempt))
         try:
-            result = await asyncio.wait_for(self._record(attempt), self.write_timeout)
-        except Exception as error:  # noqa: BLE001 - any failure of ours must still allow
-            telemetry.RECORDS_LOST.labels(str(Source.EVICTION_API)).inc()
-            log.error(
-                "LOST the eviction attempt of %s: %s: %s",
+            # The answer must not wait past write_timeout, but the write need not die with it.
+            result = await asyncio.wait_for(asyncio.shield(write), self.write_timeout)
+        except TimeoutError:
+            if len(self._late) >= MAX_LATE_WRITES:
+                write.cancel()
+                self._lost(attempt, TimeoutError(f"{len(self._late)} late writes already pending"))
+                return self._allow(request, "lost")
+            self._late.add(write)
+            write.add_done_callback(lambda task: self._late_done(attempt, task))
+            telemetry.RECORDS_LATE.labels(str(Source.EVICTION_API)).inc()
+            log.warning(
+                "recording the eviction attempt of %s takes longer than %.1f s: answered, the write goes on",
                 attempt.key,
-                type(error).__name__,
-                error,
-                extra={**_pod_extra(attempt), "requester": attempt.requester.username},
+                self.write_timeout,
+                extra=_pod_extra(attempt),
             )
+            return self._allow(request, "late")
+        except Exception as error:  # noqa: BLE001 - any failure of ours must still allow
+            self._lost(attempt, error)
             return self._allow(request, "lost")
         if result is None:
             return self._allow(request, "filtered")
@@ -134,6 +148,25 @@ class EvictionWebhook:
             },
         )
         return self._allow(request, "recorded")
+
+    def _lost(self, attempt: EvictionAttempt, error: BaseException) -> None:
+        telemetry.RECORDS_LOST.labels(str(Source.EVICTION_API)).inc()
+        log.error(
+            "LOST the eviction attempt of %s: %s: %s",
+            attempt.key,
+            type(error).__name__,
+            error,
+            extra={**_pod_extra(attempt), "requester": attempt.requester.username},
+        )
+
+    def _late_done(self, attempt: EvictionAttempt, task: asyncio.Task[WriteResult | None]) -> None:
+        self._late.discard(task)
+        if task.cancelled():
+            self._lost(attempt, asyncio.CancelledError("the late write was cancelled"))
+        elif task.exception() is not None:
+            self._lost(attempt, task.exception() or RuntimeError())
+        else:
+            log.info("late write of the eviction attempt of %s done", attempt.key, extra=_pod_extra(attempt))
 
     async def _record(self, attempt: EvictionAttempt) -> WriteResult | None:
         pod = await self.lookup(attempt.namespace, attempt.pod_name)

@@ -92,13 +92,17 @@ async def node_info(client: AsyncClient, name: str) -> dict[str, Any] | None:
     }
 
 
-async def budgets_for(client: AsyncClient, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+async def list_budgets(client: AsyncClient, namespace: str) -> list[dict[str, Any]]:
+    """Every PDB of the namespace, as plain dicts."""
+    return [pdb.to_dict() async for pdb in client.list(PodDisruptionBudget, namespace=namespace)]
+
+
+def budgets_selecting(budgets: list[dict[str, Any]], labels: Mapping[str, str]) -> list[dict[str, Any]]:
     """The PDBs whose selector matches the Pod's labels, with their current status."""
     found = []
-    async for pdb in client.list(PodDisruptionBudget, namespace=namespace):
-        data = pdb.to_dict()
+    for data in budgets:
         selector = (data.get("spec") or {}).get("selector")
-        if selector is None or not matches(selector, labels) or not selector:
+        if not selector or not matches(selector, labels):
             continue
         status = data.get("status") or {}
         found.append(

@@ -32,7 +32,7 @@ class Controller:
         self.watch = ListWatch(client, PodEviction, self._on_record, "podevictions")
 
     async def _on_record(self, kind: str, record: dict[str, Any]) -> None:
-        if kind == "DELETED":
+        if kind == "DELETED" or self.settler.is_done(record):
             return
         metadata = record.get("metadata") or {}
         self.queue.add((str(metadata.get("namespace", "")), str(metadata.get("name", ""))))

@@ -37,8 +37,11 @@ def plan(
     for items in by_namespace.values():
         excess = len(items) - max_per_namespace
         if excess > 0:
-            items.sort(key=lambda r: (_created(r), (r.get("metadata") or {}).get("name", "")))
-            doomed.extend((record, "max_per_namespace") for record in items[:excess])
+            # Only settled records make room: a drain larger than the cap must not lose the
+            # attempts it has not settled and delivered yet.
+            settled = [r for r in items if (r.get("status") or {}).get("outcome") not in (None, "Pending")]
+            settled.sort(key=lambda r: (_created(r), (r.get("metadata") or {}).get("name", "")))
+            doomed.extend((record, "max_per_namespace") for record in settled[:excess])
     return doomed
 
 

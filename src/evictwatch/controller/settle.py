@@ -39,6 +39,11 @@ from . import context
 log = logging.getLogger("evictwatch.controller")
 
 FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.FAILED}
+PDB_CACHE_SECONDS = 1.0
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
 
 
 def _now() -> datetime.datetime:
@@ -71,6 +76,7 @@ class Settler:
         self.key = key
         self.blocked_after = blocked_after
         self._untrusted: set[str] = set()
+        self._pdb_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -80,6 +86,34 @@ class Settler:
                 return None
             raise
         return _plain(obj)
+
+    async def _budgets(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The namespace's PDBs (listed at most once a second: a drain settles many Pods of one
+        workload at once) narrowed to those that select the Pod."""
+        loop = asyncio.get_running_loop()
+        cached = self._pdb_cache.get(namespace)
+        if cached is None or loop.time() - cached[0] > PDB_CACHE_SECONDS:
+            cached = (loop.time(), await context.list_budgets(self.client, namespace))
+            self._pdb_cache[namespace] = cached
+            if len(self._pdb_cache) > 1024:
+                self._pdb_cache.pop(next(iter(self._pdb_cache)))
+        return context.budgets_selecting(cached[1], labels)
+
+    def is_done(self, record: dict[str, Any]) -> bool:
+        """Settled for its current spec and every sink final: a watch event of it needs no work."""
+        metadata = record.get("metadata") or {}
+        status = record.get("status") or {}
+        outcome = status.get("outcome")
+        if outcome not in FINAL or int(status.get("observedGeneration") or 0) < int(
+            metadata.get("generation") or 0
+        ):
+            return False
+        deliveries = status.get("deliveries") or {}
+        return all(
+            (deliveries.get(sink.name) or {}).get("outcome") == outcome
+            and (deliveries.get(sink.name) or {}).get("state") in ("Delivered", "Failed", "Skipped")
+            for sink in self.sinks
+        )
 
     async def _status_call(self, record: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """PUT the status subresource with the record's resourceVersion (optimistic concurrency)."""
@@ -136,7 +170,7 @@ class Settler:
         labels = (
             (spec.get("pod") or {}).get("labels") or ((pod or {}).get("metadata") or {}).get("labels") or {}
         )
-        budgets = await context.budgets_for(self.client, namespace, labels) if labels else []
+        budgets = await self._budgets(namespace, labels) if labels else []
         now = _now()
         decision = decide(spec, pod, budgets, now, self.blocked_after)
         if decision.outcome is None:
@@ -144,12 +178,16 @@ class Settler:
         refs = ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
         controlling = next((ref for ref in refs if ref.get("controller")), refs[0] if refs else None)
         first_ref = controlling or (spec.get("pod") or {}).get("owner")
-        owners = await context.owner_chain(self.client, namespace, first_ref)
         node_name = (spec.get("pod") or {}).get("nodeName") or ((pod or {}).get("spec") or {}).get(
             "nodeName", ""
         )
-        node = await context.node_info(self.client, node_name)
-        why = pick_why(await context.pod_events(self.client, namespace, pod_name)) if pod_name else None
+        # The rest of the context is independent: read it at once.
+        owners, node, events = await asyncio.gather(
+            context.owner_chain(self.client, namespace, first_ref),
+            context.node_info(self.client, node_name),
+            context.pod_events(self.client, namespace, pod_name) if pod_name else _nothing(),
+        )
+        why = pick_why(events)
         new_status: dict[str, Any] = {
             **status,
             "outcome": str(decision.outcome),

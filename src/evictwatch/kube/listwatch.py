@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 
 from .. import telemetry
 
@@ -154,7 +154,7 @@ class ListWatch:
                 telemetry.WATCH_RESTARTS.labels(self.name, "gone").inc()
                 log.info("watch of %s expired (410 Gone); listing again", self.name)
                 self.resource_version = None
-            except (httpx2.HTTPError, ApiError, OSError, RuntimeError, ValueError) as error:
+            except Exception as error:  # noqa: BLE001 - a watch must outlive any one failure
                 telemetry.WATCH_RESTARTS.labels(self.name, "error").inc()
                 log.warning(
                     "watch of %s failed (%s: %s); reconnecting in %.1f s",

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from lightkube import ApiError, AsyncClient
+from lightkube import ApiError
 
 from ..model.podfacts import pod_info_from_json
 from ..model.record import PodInfo
 from .client import is_not_found
-from .raw import get_json
+from .raw import JsonApi
 
 
-async def lookup_pod(client: AsyncClient, namespace: str, name: str) -> PodInfo:
+async def lookup_pod(api: JsonApi, namespace: str, name: str) -> PodInfo:
     """The Pod as it is now, or a ``PodInfo`` with ``exists=False`` when there is none."""
     try:
-        pod = await get_json(client, f"/api/v1/namespaces/{namespace}/pods/{name}")
+        pod = await api.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
     except ApiError as error:
         if is_not_found(error):
             return PodInfo(name=name, namespace=namespace, exists=False)

@@ -19,7 +19,7 @@ from typing import Any
 from lightkube import ApiError, AsyncClient
 
 from ..kube.client import is_conflict, is_not_found, status_code
-from ..kube.raw import get_json, send_json
+from ..kube.raw import JsonApi
 from ..model.record import (
     PodInfo,
     Sighting,
@@ -70,8 +70,16 @@ def _labels(pod: PodInfo, source: Source) -> dict[str, str]:
 class RecordStore:
     """Writes records through one client; safe to share between concurrent requests."""
 
-    def __init__(self, client: AsyncClient, key: bytes, *, field_manager: str = "evictwatch") -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        key: bytes,
+        *,
+        field_manager: str = "evictwatch",
+        api: JsonApi | None = None,
+    ) -> None:
         self.client = client
+        self.api = api or JsonApi(client)
         self.key = key
         self.field_manager = field_manager
         self._known: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -105,8 +113,7 @@ class RecordStore:
             {"op": "add", "path": _SIGNATURE_PATH, "value": signature(self.key, namespace, name, spec)},
         ]
         try:
-            await send_json(
-                self.client,
+            await self.api.request(
                 "PATCH",
                 self._path(namespace, name),
                 ops,
@@ -138,8 +145,7 @@ class RecordStore:
     async def _create(self, body: dict[str, Any]) -> bool:
         """POST the record; False when one of that name exists already (409)."""
         try:
-            await send_json(
-                self.client,
+            await self.api.request(
                 "POST",
                 self._path(body["metadata"]["namespace"]),
                 body,
@@ -185,7 +191,7 @@ class RecordStore:
     ) -> WriteResult:
         for attempt in range(_MAX_MERGE_TRIES):
             try:
-                current = await get_json(self.client, self._path(namespace, name))
+                current = await self.api.request("GET", self._path(namespace, name))
             except ApiError as error:
                 if not is_not_found(error):
                     raise
@@ -199,8 +205,7 @@ class RecordStore:
             annotations = current.setdefault("metadata", {}).setdefault("annotations", {})
             annotations[SIGNATURE_ANNOTATION] = signature(self.key, namespace, name, spec)
             try:
-                await send_json(
-                    self.client,
+                await self.api.request(
                     "PUT",
                     self._path(namespace, name),
                     current,

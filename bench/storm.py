@@ -1,0 +1,339 @@
+"""Eviction storm: a drain of N Running+Ready Pods with concurrency 50, PDBs blocking a share of them.
+
+N Pods (default 2,000) on several fake Nodes, in groups of 10; a share of the groups (default
+10%) has a PodDisruptionBudget with minAvailable = the whole group, so every eviction there is
+refused with 429. The client retries a 429 like ``kubectl drain``: every ``--retry-interval``
+seconds, up to ``--retries`` times. The operator runs as a separate process with everything on
+(webhook, controller, watchers, the default sinks) and ``controller.blockedAfterSeconds`` small.
+
+Measured: wall time, evictions per second, completeness (records == distinct Pods attempted;
+sum of spec.attempts == attempts that reached the webhook) and the time from the eviction to
+the settled outcome (status.outcomeTime minus the client's time of the last attempt).
+
+    python -m bench.storm [--pods 2000] [--nodes 20] [--blocked-share 0.1] [--concurrency 50]
+                          [--retry-interval 5] [--retries 3] [--blocked-after 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from bench import common
+from bench.common import Api, OperatorProcess, Target
+
+FINAL = {"Evicted", "Blocked", "PodGone", "Failed"}
+
+
+def blocked_groups(groups: int, share: float) -> set[int]:
+    """Evenly spread groups, ``floor(groups * share)`` of them."""
+    return {g for g in range(groups) if int((g + 1) * share) > int(g * share)}
+
+
+def parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+async def wait_pdbs(api: Api, namespace: str, count: int, size: int, timeout: float = 120.0) -> None:
+    """Until kube-controller-manager has computed every PDB's status (all Pods healthy, 0 allowed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = await api.list_all(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets")
+        ready = [
+            p
+            for p in items
+            if (p.get("status") or {}).get("observedGeneration") == p["metadata"].get("generation")
+            and (p.get("status") or {}).get("currentHealthy") == size
+        ]
+        if len(ready) == count:
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError(
+        f"the PDBs of {namespace} were not observed by kube-controller-manager in {timeout:.0f} s"
+    )
+
+
+async def run(
+    target: Target,
+    *,
+    results_dir: str | Path | None = None,
+    pods: int = 2000,
+    nodes: int = 20,
+    group_size: int = 10,
+    blocked_share: float = 0.1,
+    concurrency: int = 50,
+    retry_interval: float = 5.0,
+    retries: int = 3,
+    blocked_after: float = 2.0,
+    workers: int = 4,
+    settle_timeout: float = 300.0,
+    profile: str | None = None,
+) -> dict[str, Any]:
+    run_id = common.short_id()
+    groups = max(1, pods // group_size)
+    blocked = blocked_groups(groups, blocked_share)
+    names = [f"s-{i:05d}" for i in range(pods)]
+    group_of = {name: i // group_size for i, name in enumerate(names)}
+    node_names = [f"ewb-{run_id}-node-{j:02d}" for j in range(nodes)]
+    async with Api(target, connections=concurrency) as api:
+        namespace = await api.create_namespace(f"ewb-{run_id}-storm", {"evictwatch.io/bench-run": run_id})
+        for node in node_names:
+            await api.create_node(node)
+        print(f"creating {pods} Running+Ready Pods on {nodes} Nodes ...", flush=True)
+        pods_per_second = await common.create_pods(
+            api,
+            namespace,
+            names,
+            labels=lambda i: {"group": f"g{i // group_size}"},
+            node=lambda i: node_names[i % nodes],
+            ready=True,
+        )
+        for group in sorted(blocked):
+            size = len([n for n in names if group_of[n] == group])
+            body = {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": f"g{group}"},
+                "spec": {"minAvailable": size, "selector": {"matchLabels": {"group": f"g{group}"}}},
+            }
+            await api.call("POST", f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets", body)
+        await wait_pdbs(api, namespace, len(blocked), group_size)
+        config = common.operator_config(
+            run_id,
+            controller={
+                "blockedAfterSeconds": blocked_after,
+                "workers": workers,
+                "leaderElection": {"leaseName": f"ewb-{run_id}"},
+                # The default (1000 per namespace) would delete the oldest records of a 2,000-Pod drain.
+                "retention": {"maxPerNamespace": 1_000_000},
+            },
+        )
+        operator = OperatorProcess(target, config, profile=profile)
+        await operator.start(api)
+        try:
+            await operator.wait_leading(api)
+            # The API server picks the new configuration up a moment later: dry-run until it calls us.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                await api.evict(namespace, names[0], dry_run=True)
+                samples = await operator.metrics()
+                if common.metric_sum(samples, "evictwatch_webhook_requests_total", decision="dry_run"):
+                    break
+                await asyncio.sleep(0.2)
+            await common.wait_quiet(operator.pid, window=1.0, below=0.05, timeout=60)
+            cpu_before = common.proc_cpu_seconds(operator.pid)
+            sampler = common.Sampler(operator.pid, interval=0.5).start()
+            semaphore = asyncio.Semaphore(concurrency)
+            attempts: list[dict[str, Any]] = []
+            last_attempt: dict[str, float] = {}
+            first_pass_done: list[float] = []
+            latencies: list[float] = []
+
+            async def drain(name: str) -> None:
+                for attempt in range(retries + 1):
+                    async with semaphore:
+                        started = time.perf_counter()
+                        try:
+                            status, body = await api.evict(namespace, name)
+                        except httpx2.HTTPError as error:  # a client-side timeout: counted, not retried
+                            status, body = 0, {"message": f"{type(error).__name__}: {error}"}
+                        latencies.append(time.perf_counter() - started)
+                        seen = time.time()
+                    reached = status == 201 or (
+                        status == 429 and "disruption budget" in str(body.get("message", "")).lower()
+                    )
+                    attempts.append({"pod": name, "status": status, "reached": reached, "try": attempt})
+                    last_attempt[name] = seen
+                    if attempt == 0:
+                        first_pass_done.append(time.perf_counter())
+                    if status != 429 or attempt == retries:
+                        return
+                    await asyncio.sleep(retry_interval)
+
+            print(f"evicting {pods} Pods, concurrency {concurrency} ...", flush=True)
+            started = time.perf_counter()
+            await asyncio.gather(*(drain(name) for name in names))
+            drained = time.perf_counter()
+            wall = drained - started
+            first_pass = max(first_pass_done) - started
+
+            # Wait for every record to settle.
+            attempted = {a["pod"] for a in attempts if a["reached"]}
+            records: list[dict[str, Any]] = []
+            while time.perf_counter() - drained < settle_timeout:
+                records = await api.records(namespace)
+                settled = [r for r in records if (r.get("status") or {}).get("outcome") in FINAL]
+                if len(records) >= len(attempted) and len(settled) == len(records):
+                    break
+                await asyncio.sleep(1.0)
+            all_settled = time.perf_counter() - drained
+            usage = await sampler.stop()
+            operator_cpu = common.proc_cpu_seconds(operator.pid) - cpu_before
+            hwm = round(common.proc_hwm_mb(operator.pid), 1)
+            samples = await operator.metrics()
+        finally:
+            await operator.stop(api)
+        await api.delete_namespace(namespace)
+        for node in node_names:
+            await api.delete_node(node)
+
+    reached = [a for a in attempts if a["reached"]]
+    statuses: dict[str, int] = {}
+    for a in attempts:
+        statuses[str(a["status"])] = statuses.get(str(a["status"]), 0) + 1
+    attempts_in_records = sum(int((r.get("spec") or {}).get("attempts") or 0) for r in records)
+    record_pods = {((r.get("spec") or {}).get("pod") or {}).get("name") for r in records}
+    outcomes: dict[str, int] = {}
+    settle: dict[str, list[float]] = {}
+    for r in records:
+        status = r.get("status") or {}
+        outcome = str(status.get("outcome"))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        pod = ((r.get("spec") or {}).get("pod") or {}).get("name")
+        when = parse_time(status.get("outcomeTime"))
+        if when is not None and pod in last_attempt:
+            settle.setdefault(outcome, []).append(when - last_attempt[pod])
+    expected_blocked = len([n for n in names if group_of[n] in blocked])
+    evicted = statuses.get("201", 0)
+    all_settle = [x for values in settle.values() for x in values]
+    result = {
+        "benchmark": "storm",
+        "machine": common.machine_info(target),
+        "params": {
+            "pods": pods,
+            "nodes": nodes,
+            "group_size": group_size,
+            "blocked_share": blocked_share,
+            "pdbs": len(blocked),
+            "concurrency": concurrency,
+            "retry_interval_seconds": retry_interval,
+            "retries": retries,
+            "controller.blockedAfterSeconds": blocked_after,
+            "controller.workers": workers,
+            "controller.retention.maxPerNamespace": 1_000_000,
+            "operator": "separate process, everything on (webhook, controller, watchers, "
+            "default sinks: events, metrics, log)",
+            "pods_created_per_second": round(pods_per_second, 1),
+        },
+        "results": {
+            "wall_seconds": round(wall, 2),
+            "first_pass_seconds": round(first_pass, 2),
+            "evicted": evicted,
+            "evictions_per_second": round(evicted / first_pass, 1) if first_pass > 0 else None,
+            "attempts": len(attempts),
+            "attempts_per_second_first_pass": round(pods / first_pass, 1) if first_pass > 0 else None,
+            "statuses": statuses,
+            "eviction_call_latency": common.latency_ms(latencies),
+            "seconds_until_all_settled_after_drain": round(all_settled, 2),
+            "settle_latency": common.latency_ms(all_settle),
+            "settle_latency_by_outcome": {k: common.latency_ms(v) for k, v in settle.items()},
+            "outcomes": outcomes,
+            "expected_outcomes": {"Evicted": pods - expected_blocked, "Blocked": expected_blocked},
+        },
+        "completeness": {
+            "pods_attempted": len(attempted),
+            "records": len(records),
+            "records_for_attempted_pods": len(attempted & record_pods),
+            "attempts_reached_webhook": len(reached),
+            "attempts_in_records": attempts_in_records,
+            "records_lost_metric": common.metric_sum(samples, "evictwatch_records_lost_total"),
+            "webhook_decisions": {
+                d: common.metric_sum(samples, "evictwatch_webhook_requests_total", decision=d)
+                for d in ("recorded", "dry_run", "filtered", "lost")
+            },
+            "complete": len(records) == len(attempted)
+            and attempted <= record_pods
+            and attempts_in_records == len(reached),
+            "percent": round(
+                100
+                * min(
+                    len(attempted & record_pods) / max(len(attempted), 1),
+                    min(attempts_in_records, len(reached)) / max(len(reached), 1),
+                ),
+                2,
+            ),
+        },
+        "operator": {**usage, "cpu_seconds_total": round(operator_cpu, 2), "hwm_mb": hwm},
+    }
+    res = result["results"]
+    common.print_table(
+        f"eviction storm ({common.nproc_note()})",
+        [
+            "pods",
+            "wall s",
+            "1st pass s",
+            "evict/s",
+            "attempts",
+            "settle p50 s",
+            "settle p99 s",
+            "records",
+            "complete",
+        ],
+        [
+            [
+                pods,
+                res["wall_seconds"],
+                res["first_pass_seconds"],
+                res["evictions_per_second"],
+                len(attempts),
+                round(common.percentile(all_settle, 50), 3) if all_settle else "-",
+                round(common.percentile(all_settle, 99), 3) if all_settle else "-",
+                f"{len(records)}/{len(attempted)}",
+                result["completeness"]["complete"],
+            ]
+        ],
+    )
+    print(
+        f"outcomes {outcomes} (expected {res['expected_outcomes']}); statuses {statuses}; "
+        f"attempts in records {attempts_in_records}/{len(reached)}; by outcome: "
+        + ", ".join(
+            f"{k} p50 {v['p50_ms'] / 1000:.2f} s p99 {v['p99_ms'] / 1000:.2f} s"
+            for k, v in res["settle_latency_by_outcome"].items()
+        )
+        + f"; operator CPU {operator_cpu:.1f} s, RSS max {usage.get('rss_mb_max')} MB",
+        flush=True,
+    )
+    common.write_result("storm", result, results_dir)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = common.parser("A drain storm: throughput, completeness and time to the settled outcome.")
+    p.add_argument("--pods", type=int, default=2000)
+    p.add_argument("--nodes", type=int, default=20)
+    p.add_argument("--blocked-share", type=float, default=0.1)
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--retry-interval", type=float, default=5.0)
+    p.add_argument("--retries", type=int, default=3)
+    p.add_argument(
+        "--blocked-after", type=float, default=2.0, help="the operator's controller.blockedAfterSeconds"
+    )
+    p.add_argument("--workers", type=int, default=4, help="the operator's controller.workers")
+    p.add_argument("--profile", help="run the operator under cProfile and write the profile here")
+    args = p.parse_args(argv)
+    quick = args.quick
+    common.main_with(
+        run,
+        args,
+        pods=20 if quick else args.pods,
+        nodes=2 if quick else args.nodes,
+        blocked_share=0.5 if quick else args.blocked_share,
+        concurrency=args.concurrency,
+        retry_interval=0.5 if quick else args.retry_interval,
+        retries=1 if quick else args.retries,
+        blocked_after=1.0 if quick else args.blocked_after,
+        workers=args.workers,
+        profile=args.profile,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
