@@ -263,6 +263,17 @@ async def processes(kube: AsyncClient) -> AsyncIterator[list[OperatorProcess]]:
             await kube.delete(ValidatingWebhookConfiguration, name)
 
 
+def spawn(
+    processes: list[OperatorProcess], config: dict[str, Any], folder: Path, kubeconfig: Path, **options: Any
+) -> OperatorProcess:
+    """An operator process with the shared record key, stopped after the test (not started yet)."""
+    operator = OperatorProcess(
+        config, folder, kubeconfig, env={"EVICTWATCH_RECORD_KEY": RECORD_KEY}, **options
+    )
+    processes.append(operator)
+    return operator
+
+
 # ---- 1. SIGKILL in the middle of a storm ------------------------------------------------------
 async def test_sigkill_mid_storm_loses_and_repeats_nothing(
     control_plane: ControlPlane,
@@ -274,14 +285,13 @@ async def test_sigkill_mid_storm_loses_and_repeats_nothing(
     total, kill_after, restart_after = 200, 60, 110
     node = await cluster.create_node()
     pods = await make_pods(cluster, node, total, "storm")
-    operator = OperatorProcess(
+    operator = spawn(
+        processes,
         base_config(cluster.namespace, receiver.url),
         tmp_path / "op",
         control_plane.kubeconfig_path,
         self_signed=True,
-        env={"EVICTWATCH_RECORD_KEY": RECORD_KEY},
     )
-    processes.append(operator)
     await operator.start()
     await wait_for(lambda: _leader(cluster.client, cluster.namespace), what="a leader")
 
@@ -343,10 +353,7 @@ async def test_apiserver_restart_mid_storm(
     # As deployed: certificate files, the webhook configuration made by someone else (the chart).
     certs = webhook_certificates(tmp_path / "tls")
     config = base_config(cluster.namespace, receiver.url, webhook=certs.webhook_settings())
-    operator = OperatorProcess(
-        config, tmp_path / "op", control_plane.kubeconfig_path, env={"EVICTWATCH_RECORD_KEY": RECORD_KEY}
-    )
-    processes.append(operator)
+    operator = spawn(processes, config, tmp_path / "op", control_plane.kubeconfig_path)
     await operator.start()
     await register_webhook(cluster, config, operator.webhook_port, certs.ca.cert_pem)
     pid = operator.pid
@@ -391,16 +398,9 @@ async def test_two_replicas_share_the_webhook_and_fail_over(
     lease_seconds = config["controller"]["leaderElection"]["leaseDurationSeconds"]
     renew_seconds = config["controller"]["leaderElection"]["renewSeconds"]
     replicas = [
-        OperatorProcess(
-            config,
-            tmp_path / name,
-            control_plane.kubeconfig_path,
-            name=name,
-            env={"EVICTWATCH_RECORD_KEY": RECORD_KEY},
-        )
+        spawn(processes, config, tmp_path / name, control_plane.kubeconfig_path, name=name)
         for name in ("replica-a", "replica-b")
     ]
-    processes.extend(replicas)
     await asyncio.gather(*(replica.start() for replica in replicas))
     proxy = await TcpProxy([("127.0.0.1", r.webhook_port) for r in replicas]).start()
     try:
@@ -485,14 +485,7 @@ async def test_sink_outage_resumes_and_dead_sink_fails_alone(
             "filter": {"namespaces": [cluster.namespace]},
         }
     ]
-    operator = OperatorProcess(
-        config,
-        tmp_path / "op",
-        control_plane.kubeconfig_path,
-        self_signed=True,
-        env={"EVICTWATCH_RECORD_KEY": RECORD_KEY},
-    )
-    processes.append(operator)
+    operator = spawn(processes, config, tmp_path / "op", control_plane.kubeconfig_path, self_signed=True)
     try:
         await operator.start()
         node = await cluster.create_node()
@@ -608,13 +601,9 @@ async def test_rbac_removed_at_run_time_never_blocks_and_counts_the_loss(
             webhook=certs.webhook_settings(),
             self={"namespace": release_ns},
         )
-        operator = OperatorProcess(
-            config,
-            tmp_path / "op",
-            control_plane.kubeconfig_for_token(token, user=release),
-            env={"EVICTWATCH_RECORD_KEY": RECORD_KEY},
+        operator = spawn(
+            processes, config, tmp_path / "op", control_plane.kubeconfig_for_token(token, user=release)
         )
-        processes.append(operator)
         await operator.start()
         settings = parse_config(config).webhook
         await register_webhook(cluster, config, operator.webhook_port, certs.ca.cert_pem)
@@ -687,14 +676,7 @@ async def test_pending_retries_survive_losing_and_regaining_the_lease(
     config = base_config(cluster.namespace, flaky.url)
     config["sinks"]["http"][0].update(backoffSeconds=0.5, maxBackoffSeconds=2, maxAttempts=100)
     lease_seconds = config["controller"]["leaderElection"]["leaseDurationSeconds"]
-    operator = OperatorProcess(
-        config,
-        tmp_path / "op",
-        control_plane.kubeconfig_path,
-        self_signed=True,
-        env={"EVICTWATCH_RECORD_KEY": RECORD_KEY},
-    )
-    processes.append(operator)
+    operator = spawn(processes, config, tmp_path / "op", control_plane.kubeconfig_path, self_signed=True)
     try:
         await operator.start()
         await wait_for(lambda: _leader(kube, cluster.namespace), what="a leader")

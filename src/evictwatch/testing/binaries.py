@@ -9,6 +9,7 @@ folder named by ``KUBEBUILDER_ASSETS`` wins over everything and nothing is built
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,19 +151,31 @@ def build(version: str = KUBERNETES_VERSION, *, log: bool = True) -> Path:
         f"evictwatch: building etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager "
         f"{version} with {go} (first run only; about 5 minutes on 2 cores)",
     )
-    try:
+    with staged_into(staging, target, COMPONENTS, BinariesError):
         run_with_progress(command, env, GO_MODULE_DIR, log=log, started=started, what="the control plane")
-        for name in COMPONENTS:
-            if not (staging / name).is_file():
-                raise BinariesError(f"go build produced no {name} in {staging}")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+    say(log, f"evictwatch: built in {time.monotonic() - started:.0f} s into {target}")
+    return target
+
+
+@contextlib.contextmanager
+def staged_into(staging: Path, target: Path, names: Sequence[str], error: type[Exception]) -> Iterator[None]:
+    """Build into ``staging``; then move it to ``target`` only if every file in ``names`` is there.
+
+    An interrupted or failed build leaves no half-filled cache that a later run would trust, and
+    a complete ``target`` another run finished meanwhile is kept as it is.
+    """
+    try:
+        yield
+        missing = [name for name in names if not (staging / name).is_file()]
+        if missing:
+            raise error(f"the Go build produced no {', '.join(missing)} in {staging}")
+        if not all((target / name).is_file() for name in names):
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    say(log, f"evictwatch: built in {time.monotonic() - started:.0f} s into {target}")
-    return target
 
 
 def run_with_progress(

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .binaries import cache_dir, run_with_progress, say
+from .binaries import cache_dir, run_with_progress, say, staged_into
 
 HELM_VERSION = "v3.22.0"
 """The pinned release: the newest Helm 3, built with client-go v0.37 (Kubernetes 1.37, as
@@ -115,17 +115,8 @@ def build_helm(version: str = HELM_VERSION, *, log: bool = True) -> Path:
     env = dict(os.environ, GOBIN=str(staging), CGO_ENABLED="0", GOFLAGS="-buildvcs=false", GO111MODULE="on")
     started = time.monotonic()
     say(log, f"evictwatch: building helm {version} with {go} (first run only; about 70 s on 2 cores)")
-    try:
+    with staged_into(staging, target, ["helm"], HelmError):
         run_with_progress(command, env, staging, log=log, started=started, what="helm", error=HelmError)
-        if not (staging / "helm").is_file():
-            raise HelmError(f"go install produced no helm in {staging}")
-        if not (target / "helm").is_file():  # another run may have finished first: keep its binary
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     say(log, f"evictwatch: built helm in {time.monotonic() - started:.0f} s into {target}")
     return target / "helm"
 
