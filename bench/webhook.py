@@ -119,6 +119,7 @@ async def run(
             profile=profile,
         )
         await operator.start(api)
+        await asyncio.sleep(1.5)  # the Pod-facts cache lists the Pods and uses them a second later
         rows: list[dict[str, Any]] = []
         try:
             pid = operator.pid

@@ -76,6 +76,10 @@ class WebhookConfig(_Strict):
     advertiseHost: str = Field(default="127.0.0.1", description="host in the URL registered by --self-signed")
     path: str = Field(default="/validate-pods-eviction", description="URL path of the review endpoint")
     maxBodyBytes: int = Field(default=1024 * 1024, ge=1024, description="larger bodies get 413")
+    podCache: bool = Field(
+        default=True,
+        description="keep every Pod's facts from a watch, so a review needs no GET (false: GET per review)",
+    )
     failurePolicy: Literal["Ignore", "Fail"] = Field(
         default="Ignore", description="Ignore: never block a drain"
     )

@@ -33,6 +33,7 @@ from . import telemetry
 from .aio import cancel_and_wait
 from .capture import registration
 from .capture.filtering import CaptureFilter
+from .capture.podcache import PodFactsCache
 from .capture.server import CertificateReloader, WebhookServer, make_server_context
 from .capture.watchers import Watchers
 from .capture.webhook import EvictionWebhook
@@ -82,6 +83,8 @@ class Operator:
     _elector: LeaderElector | None = None
     _http: httpx2.AsyncClient | None = None
     _store: RecordStore | None = None
+    pod_cache: PodFactsCache | None = None
+    _pod_cache_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.config.check_environment(self.environ)
@@ -94,7 +97,13 @@ class Operator:
         store = self._store = RecordStore(self.client, key)
         capture_filter = CaptureFilter(self.config.capture, self.config.self)
         context = self._tls_context()
-        webhook = EvictionWebhook(self.client, capture_filter, store)
+        lookup = None
+        if settings.podCache:
+            # Every replica serves reviews, so every replica keeps its own cache.
+            self.pod_cache = PodFactsCache(self.client, store.api)
+            self._pod_cache_task = asyncio.create_task(self.pod_cache.run(), name="pod-cache")
+            lookup = self.pod_cache.lookup
+        webhook = EvictionWebhook(self.client, capture_filter, store, lookup=lookup)
         reloader = None
         if not self.self_signed:
             assert settings.certFile is not None and settings.keyFile is not None
@@ -253,6 +262,9 @@ class Operator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
             self._background = None
+        if self._pod_cache_task is not None:
+            await cancel_and_wait([self._pod_cache_task])
+            self._pod_cache_task = None
         if self._elector is not None:
             await self._elector.release()
             self._elector = None

@@ -5,7 +5,7 @@ Labels are bounded: namespace, source, component, outcome and sink names, never 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -76,5 +76,16 @@ RECORDS_DELETED = Counter(
     "evictwatch_records_deleted_total",
     "Records removed by retention, by reason (ttl or max_per_namespace).",
     ["reason"],
+    registry=REGISTRY,
+)
+POD_CACHE_LOOKUPS = Counter(
+    "evictwatch_pod_cache_lookups_total",
+    "Webhook Pod lookups by result: hit (from the watch); miss, recent or unsynced (a GET).",
+    ["result"],
+    registry=REGISTRY,
+)
+POD_CACHE_PODS = Gauge(
+    "evictwatch_pod_cache_pods",
+    "Pods the webhook's Pod-facts cache holds.",
     registry=REGISTRY,
 )

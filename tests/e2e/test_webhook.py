@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
 import pytest
 from lightkube import AsyncClient
 
+from evictwatch import telemetry
+from evictwatch.capture.podcache import QUIET_SECONDS
 from evictwatch.config import Config
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing.cluster import Cluster
+from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.fixtures import StartOperator
 
 
@@ -122,6 +128,73 @@ async def test_service_account_requester(cluster: Cluster, start_operator: Start
     assert requester["username"] == f"system:serviceaccount:{cluster.namespace}:cluster-autoscaler"
     assert requester["serviceAccount"] == {"namespace": cluster.namespace, "name": "cluster-autoscaler"}
     assert requester["component"] == "cluster-autoscaler"
+
+
+async def test_a_quiet_pod_comes_from_the_watch_without_a_get(
+    cluster: Cluster, start_operator: StartOperator, control_plane: ControlPlane
+) -> None:
+    # Without the controller, which reads Pods to settle records, only the webhook could GET it.
+    operator = await start_operator({"controller": {"enabled": False}})
+    cache = operator.pod_cache
+    assert cache is not None
+    node = await cluster.create_node()
+    pod = await cluster.create_pod("steady", labels={"app": "web"}, node=node, ready=True)
+    assert pod.metadata is not None
+    # The watch delivers the Pod, and once its facts have been still for a second they are used.
+    await eventually(
+        lambda: operator.pod_cache is not None and operator.pod_cache.pods.get((cluster.namespace, "steady"))
+    )
+    await asyncio.sleep(QUIET_SECONDS + 0.2)
+    hits = metric_value("evictwatch_pod_cache_lookups_total", {"result": "hit"})
+    gets = pod_gets(control_plane, cluster.namespace, "steady")
+    reply = await cluster.evict("steady")
+    assert reply.status == 201, reply.body
+    spec = (await only_record(cluster.client, cluster.namespace))["spec"]
+    assert spec["pod"]["uid"] == pod.metadata.uid
+    assert (spec["pod"]["labels"], spec["pod"]["nodeName"]) == ({"app": "web"}, node)
+    assert metric_value("evictwatch_pod_cache_lookups_total", {"result": "hit"}) == hits + 1
+    # The API server's audit log agrees: nobody read the Pod for this eviction.
+    assert pod_gets(control_plane, cluster.namespace, "steady") == gets
+
+
+async def test_without_the_pod_cache_each_review_gets_the_pod(
+    cluster: Cluster, start_operator: StartOperator, control_plane: ControlPlane
+) -> None:
+    operator = await start_operator({"webhook": {"podCache": False}, "controller": {"enabled": False}})
+    assert operator.pod_cache is None
+    await cluster.create_pod("plain", labels={"app": "web"})
+    gets = pod_gets(control_plane, cluster.namespace, "plain")
+    assert (await cluster.evict("plain")).status == 201
+    assert (await only_record(cluster.client, cluster.namespace))["spec"]["pod"]["labels"] == {"app": "web"}
+    assert pod_gets(control_plane, cluster.namespace, "plain") == gets + 1
+
+
+def pod_gets(control_plane: ControlPlane, namespace: str, name: str) -> int:
+    """GET requests for one Pod in the API server's audit log."""
+    count = 0
+    with control_plane.audit_log_path.open() as log:
+        for line in log:
+            event = json.loads(line)
+            ref = event.get("objectRef") or {}
+            if (
+                event.get("verb") == "get"
+                and ref.get("resource") == "pods"
+                and not ref.get("subresource")
+                and (ref.get("namespace"), ref.get("name")) == (namespace, name)
+            ):
+                count += 1
+    return count
+
+
+def metric_value(name: str, labels: dict[str, str]) -> float:
+    return telemetry.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 async def test_pod_filtered_out_by_label(cluster: Cluster, start_operator: StartOperator) -> None:

@@ -5,8 +5,9 @@ The decision path, in order (each step cheaper than the next):
 1. bad body -> HTTP 400 with the reason (the API server then applies failurePolicy);
 2. not CREATE -> allowed, not recorded; 3. not an Eviction -> ``allowed: false``, code 400;
 4. dry run (``?dryRun=All`` or ``deleteOptions.dryRun``) -> allowed, not recorded;
-5. namespace filtered out -> allowed; 6. GET the Pod (the review never carries it), then the
-   label filter and our own Pods -> allowed; 7. create or merge the record -> allowed.
+5. namespace filtered out -> allowed; 6. look the Pod up (the review never carries it: from
+   the Pod-facts cache, else a GET), then the label filter and our own Pods -> allowed;
+7. create or merge the record -> allowed.
 
 Our own trouble never blocks an eviction: a failed lookup or write is logged at error level,
 counted in ``evictwatch_records_lost_total``, and the answer is still ``allowed: true``.
@@ -54,7 +55,8 @@ class Answer:
     decision: str
 
 
-PodLookup = Callable[[str, str], Awaitable[PodInfo]]
+PodLookup = Callable[[str, str, str], Awaitable[PodInfo]]
+"""(namespace, name, uid the Eviction requires or "") -> the Pod's facts."""
 
 
 class EvictionWebhook:
@@ -71,7 +73,7 @@ class EvictionWebhook:
     ) -> None:
         self.store = store
         self.filter = capture_filter
-        self.lookup: PodLookup = lookup or (lambda ns, name: lookup_pod(store.api, ns, name))
+        self.lookup: PodLookup = lookup or (lambda ns, name, _uid: lookup_pod(store.api, ns, name))
         self.write_timeout = write_timeout
         self._late: set[asyncio.Task[WriteResult | None]] = set()
 
@@ -169,7 +171,9 @@ class EvictionWebhook:
             log.info("late write of the eviction attempt of %s done", attempt.key, extra=_pod_extra(attempt))
 
     async def _record(self, attempt: EvictionAttempt) -> WriteResult | None:
-        pod = await self.lookup(attempt.namespace, attempt.pod_name)
+        pod = await self.lookup(
+            attempt.namespace, attempt.pod_name, attempt.delete_options.precondition_uid or ""
+        )
         decision = self.filter.pod(pod)
         if not decision.capture:
             log.debug(

@@ -75,6 +75,9 @@ class ListWatch:
     resource_version: str | None = None
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     relists: int = 0
+    on_list_start: Callable[[], None] | None = None
+    """Called before a full list; with :attr:`on_list_done` a cache can drop what vanished."""
+    on_list_done: Callable[[], None] | None = None
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -88,6 +91,8 @@ class ListWatch:
         """Hand every current object to the handler; return the list's resourceVersion."""
         params = {**self._params(), "limit": self.page_size}
         namespace = self.namespace or "*"
+        if self.on_list_start is not None:
+            self.on_list_start()
         while True:
             response = await _send(
                 self.client, _request(self.client, self.resource, namespace, params, False), stream=False
@@ -98,6 +103,8 @@ class ListWatch:
             metadata = data.get("metadata") or {}
             token = metadata.get("continue")
             if not token:
+                if self.on_list_done is not None:
+                    self.on_list_done()
                 return str(metadata.get("resourceVersion") or "")
             params["continue"] = token
 
