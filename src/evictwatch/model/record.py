@@ -17,7 +17,7 @@ from .types import EvictionAttempt, Requester, Source
 _MAX_NAME = 253
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class OwnerRef:
     kind: str
     name: str
@@ -25,9 +25,12 @@ class OwnerRef:
     api_version: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodInfo:
-    """What the record keeps of the Pod; absent fields mean the Pod was not found."""
+    """What the record keeps of the Pod; absent fields mean the Pod was not found.
+
+    Slotted: the webhook's Pod-facts cache holds one per Pod in the cluster.
+    """
 
     name: str
     namespace: str
