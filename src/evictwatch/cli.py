@@ -23,6 +23,7 @@ from .logsetup import setup_logging
 from .model.types import Outcome, Source
 from .records.install import CrdMissing
 from .report.command import report_command
+from .report.preview_command import dashboard_command
 
 EXIT_CONFIG = 2
 EXIT_CLUSTER = 3
@@ -382,6 +383,7 @@ def manifests() -> None:
 
 
 main.add_command(report_command, "report")
+main.add_command(dashboard_command, "dashboard")
 
 
 @main.command("control-plane")
