@@ -26,8 +26,7 @@ from aiohttp import web
 from lightkube import ApiError, AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
-from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 
 from . import telemetry
 from .aio import cancel_and_wait
@@ -229,10 +228,11 @@ class Operator:
         return make_server_context(settings.certFile, settings.keyFile, settings.clientCAFile)
 
     async def _start_metrics(self) -> None:
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(
-                body=generate_latest(telemetry.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-            )
+        async def metrics(request: web.Request) -> web.Response:
+            # OpenMetrics when the scraper asks for it: its _created lines let Prometheus (with
+            # created-timestamp-zero-ingestion) count a series' first increment too.
+            encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+            return web.Response(body=encoder(telemetry.REGISTRY), headers={"Content-Type": content_type})
 
         async def healthz(_: web.Request) -> web.Response:
             return web.Response(text="ok")

@@ -82,7 +82,7 @@ async def test_every_panel_is_laid_out_with_its_answer() -> None:
     assert len(results) == len(board["panels"])
     assert all("$" not in expr for expr in prom.asked), [e for e in prom.asked if "$" in e]
     html = render_preview(board, results, window, source="a fake")
-    sections = re.findall(r'<section class="panel" data-type="(\w+)" data-has-data="(\w+)"', html)
+    sections = re.findall(r'<section class="panel" id="p\d+" data-type="(\w+)" data-has-data="(\w+)"', html)
     kinds = [p["type"] for p in board["panels"] if p["type"] != "row"]
     assert [kind for kind, _ in sections] == kinds
     # One line per series: the outcome panel has two, in the report's outcome colours.
@@ -97,8 +97,14 @@ async def test_every_panel_is_laid_out_with_its_answer() -> None:
     assert "No data" in html and "bad_data: parse error" in html
     top = next(r for r in results if r.panel["title"] == "Top namespaces")
     assert [row["namespace"] for row in top.table] == ["shop", "db"]
-    assert "<td>shop</td>" in html
-    assert "<script" not in html
+    # Grafana's "organize" renames the merged columns and "sortBy" orders the rows.
+    assert '<th class="num">Evictions</th>' in html and "Value #A" not in html
+    assert html.index(">shop</td>") < html.index(">db</td>")
+    # Stats: the panel's decimals, and its noValue for an empty answer.
+    assert '<div class="stat t-1a7f37">12</div>' in html
+    assert '<div class="stat t-1a7f37">0</div>' in html  # Records lost: no series, shown as 0
+    # The page's CSP allows no inline style and no script.
+    assert "<script" not in html and 'style="' not in html
 
 
 def test_command_names_an_unreachable_prometheus(tmp_path: Path) -> None:

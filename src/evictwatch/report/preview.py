@@ -150,9 +150,7 @@ async def evaluate(
 
 def _merge_table(result: PanelResult, target: Mapping[str, Any], data: Mapping[str, Any]) -> None:
     """Grafana's "merge" of instant queries: one row per label set, one column per query."""
-    column = str(target.get("legendFormat") or target.get("refId") or f"#{len(result.columns)}")
-    if column == "__auto":
-        column = str(target.get("refId"))
+    column = f"Value #{target.get('refId') or len(result.columns)}"  # Grafana's name before "organize"
     result.columns.append(column)
     for item in data.get("result") or []:
         labels = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
@@ -161,21 +159,57 @@ def _merge_table(result: PanelResult, target: Mapping[str, Any], data: Mapping[s
         if row is None:
             row = {"\0key": key, **labels}
             result.table.append(row)
-        row[column] = _format(_number(item["value"][1]), "")
+        row[column] = _format(_number(item["value"][1]), "", _decimals(result.panel))
 
 
-def _format(value: float | None, unit: str) -> str:
+def _defaults(panel: Mapping[str, Any]) -> Mapping[str, Any]:
+    defaults: Mapping[str, Any] = (panel.get("fieldConfig") or {}).get("defaults") or {}
+    return defaults
+
+
+def _decimals(panel: Mapping[str, Any]) -> int | None:
+    decimals = _defaults(panel).get("decimals")
+    return int(decimals) if isinstance(decimals, int) else None
+
+
+def _format(value: float | None, unit: str, decimals: int | None = None) -> str:
     if value is None or math.isnan(value):
         return "No data"
     if unit == "s":
         return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
+    if decimals is not None:
+        return f"{value:,.{decimals}f}"
     if abs(value - round(value)) < 0.005:
         return f"{round(value):,}"
     return f"{value:,.2f}"
 
 
+def _threshold_colour(panel: Mapping[str, Any], value: float | None) -> str:
+    """The colour of the last threshold step the value reaches (Grafana's "absolute" mode)."""
+    steps = ((_defaults(panel).get("thresholds") or {}).get("steps")) or []
+    colour = "blue"
+    for step in steps:
+        limit = step.get("value")
+        if limit is None or (value is not None and not math.isnan(value) and value >= float(limit)):
+            colour = str(step.get("color") or colour)
+    return _THRESHOLD_COLOURS.get(colour, _THRESHOLD_COLOURS["blue"])
+
+
+_THRESHOLD_COLOURS = {"green": "#1a7f37", "red": "#c62828", "orange": "#E69F00", "blue": "#0072B2"}
+
+
 def _colour(name: str, index: int) -> str:
     return COLOURS.get(name, PALETTE[index % len(PALETTE)])
+
+
+def _colour_class(name: str, index: int) -> str:
+    return f"c-{_colour(name, index).lstrip('#').lower()}"
+
+
+def _series_rules() -> str:
+    colours = {*COLOURS.values(), *PALETTE}
+    swatches = "".join(f".c-{c.lstrip('#').lower()}{{background:{c}}}" for c in sorted(colours))
+    return swatches + "".join(f".t-{c.lstrip('#').lower()}{{color:{c}}}" for c in _THRESHOLD_COLOURS.values())
 
 
 def _chart(result: PanelResult, window: Window, width: float, height: float) -> str:
@@ -225,46 +259,96 @@ def _chart(result: PanelResult, window: Window, width: float, height: float) -> 
                 parts.append(f'<polyline class="line" stroke="{colour}" points="{" ".join(run)}"/>')
     parts.append("</svg>")
     legend = "".join(
-        f'<span class="key"><i style="background:{_colour(s.legend, i)}"></i>{esc(s.legend)}</span>'
+        f'<span class="key"><i class="{_colour_class(s.legend, i)}"></i>{esc(s.legend)}</span>'
         for i, s in enumerate(result.series)
     )
     return "".join(parts) + f'<div class="keys">{legend}</div>'
 
 
+def _transformed(result: PanelResult) -> tuple[list[str], list[dict[str, str]]]:
+    """The table after the panel's "organize" (rename, exclude) and "sortBy" transformations."""
+    labels = sorted({k for row in result.table for k in row if k != "\0key" and k not in result.columns})
+    columns = [*labels, *result.columns]
+    rename: dict[str, str] = {}
+    exclude: set[str] = set()
+    sort_by: list[dict[str, Any]] = []
+    for step in result.panel.get("transformations") or []:
+        options = step.get("options") or {}
+        if step.get("id") == "organize":
+            rename.update(options.get("renameByName") or {})
+            exclude.update(k for k, v in (options.get("excludeByName") or {}).items() if v)
+        elif step.get("id") == "sortBy":
+            sort_by = list(options.get("sort") or [])
+    kept = [c for c in columns if c not in exclude]
+    rows = [{rename.get(c, c): row.get(c, "") for c in kept} for row in result.table]
+    for rule in reversed(sort_by):
+        field_name = str(rule.get("field") or "")
+
+        def key(row: dict[str, str], name: str = field_name) -> tuple[float, str]:
+            number = _number(row.get(name, "").replace(",", ""))
+            return (number if not math.isnan(number) else -math.inf, row.get(name, ""))
+
+        rows.sort(key=key, reverse=bool(rule.get("desc")))
+    return [rename.get(c, c) for c in kept], rows
+
+
 def _table(result: PanelResult) -> str:
     if not result.table:
         return '<div class="nodata">No data</div>'
-    labels = sorted({k for row in result.table for k in row if k != "\0key" and k not in result.columns})
-    head = "".join(f"<th>{esc(c)}</th>" for c in [*labels, *result.columns])
+    columns, rows = _transformed(result)
+    numeric = set(columns[-len(result.columns) :]) if result.columns else set()
+    head = "".join(f'<th class="{"num" if c in numeric else ""}">{esc(c)}</th>' for c in columns)
     body = "".join(
         "<tr>"
-        + "".join(f"<td>{esc(row.get(c, ''))}</td>" for c in labels)
-        + "".join(f'<td class="num">{esc(row.get(c, ""))}</td>' for c in result.columns)
+        + "".join(f'<td class="{"num" if c in numeric else ""}">{esc(row.get(c, ""))}</td>' for c in columns)
         + "</tr>"
-        for row in result.table
+        for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _inline(text: str) -> str:
+    """Escaped text with markdown's **bold** and `code`."""
+    html = esc(text)
+    html = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
+
+
 def _text(panel: Mapping[str, Any]) -> str:
+    """A text panel's markdown: paragraphs, **bold**, `code` and fenced code blocks."""
     content = str((panel.get("options") or {}).get("content") or "")
-    paragraphs = [p.strip() for p in content.split("\n\n") if p.strip()]
-    return "".join(f"<p>{esc(p)}</p>" for p in paragraphs)
+    parts = re.split(r"```[a-z]*\n?(.*?)```", content, flags=re.S)
+    html = []
+    for index, part in enumerate(parts):
+        if index % 2:
+            html.append(f"<pre>{esc(part.strip())}</pre>")
+        else:
+            html.extend(f"<p>{_inline(p.strip())}</p>" for p in part.split("\n\n") if p.strip())
+    return "".join(html)
 
 
-def _panel_html(result: PanelResult, window: Window, page_width: int) -> str:
-    panel = result.panel
+def _placement(panel: Mapping[str, Any]) -> tuple[int, int, int, int]:
     grid = panel.get("gridPos") or {}
     x, y, w, h = (int(grid.get(k, d)) for k, d in (("x", 0), ("y", 0), ("w", 12), ("h", 8)))
-    place = f"grid-column:{x + 1}/span {w};grid-row:{y + 1}/span {h}"
+    return x, y, w, h
+
+
+def _panel_html(index: int, result: PanelResult, window: Window, page_width: int) -> str:
+    panel = result.panel
+    _, _, w, h = _placement(panel)
     title = esc(panel.get("title") or "")
     kind = panel.get("type")
     if kind == "row":
-        return f'<h2 class="row" style="{place}">{title}</h2>'
+        return f'<h2 class="row" id="p{index}">{title}</h2>'
     width = page_width / GRID_COLUMNS * w - 16
     if kind == "stat":
-        unit = str(((panel.get("fieldConfig") or {}).get("defaults") or {}).get("unit") or "")
-        body = f'<div class="stat">{esc(_format(result.value, unit))}</div>'
+        defaults = _defaults(panel)
+        if result.value is None and defaults.get("noValue") is not None:
+            shown = str(defaults["noValue"])  # what Grafana shows for an empty answer
+        else:
+            shown = _format(result.value, str(defaults.get("unit") or ""), _decimals(panel))
+        colour = _threshold_colour(panel, result.value).lstrip("#").lower()
+        body = f'<div class="stat t-{colour}">{esc(shown)}</div>'
     elif kind == "table":
         body = _table(result)
     elif kind == "text":
@@ -273,9 +357,19 @@ def _panel_html(result: PanelResult, window: Window, page_width: int) -> str:
         body = _chart(result, window, width, h * ROW_HEIGHT - 64)
     errors = "".join(f'<div class="error">{esc(e)}</div>' for e in result.errors)
     return (
-        f'<section class="panel" data-type="{esc(kind)}" data-has-data="{str(result.has_data).lower()}" '
-        f'style="{place}"><h3>{title}</h3>{body}{errors}</section>'
+        f'<section class="panel" id="p{index}" data-type="{esc(kind)}" '
+        f'data-has-data="{str(result.has_data).lower()}"><h3>{title}</h3>{body}{errors}</section>'
     )
+
+
+def _layout_rules(results: Sequence[PanelResult]) -> str:
+    """Each panel's place on the grid, as rules of the one stylesheet (the page's CSP allows no
+    inline style attributes, only the hashed stylesheet)."""
+    rules = []
+    for index, result in enumerate(results):
+        x, y, w, h = _placement(result.panel)
+        rules.append(f"#p{index}{{grid-column:{x + 1}/span {w};grid-row:{y + 1}/span {h}}}")
+    return "".join(rules)
 
 
 def _style(page_width: int) -> str:
@@ -288,7 +382,7 @@ def _style(page_width: int) -> str:
         ".panel{background:#fff;border:1px solid #dcdcdc;border-radius:4px;margin:4px;padding:6px 8px;"
         "overflow:hidden}.panel h3{font-size:13px;margin:0 0 4px;font-weight:600}"
         ".row{font-size:15px;margin:8px 4px 0;align-self:end}"
-        ".stat{font-size:34px;font-weight:600;color:#0072B2;text-align:center;margin-top:4px}"
+        ".stat{font-size:34px;font-weight:600;text-align:center;margin-top:4px}"
         ".nodata{color:#888;text-align:center;margin-top:30px}.error{color:#b00020;font-size:11px}"
         "svg.chart{display:block;width:100%;height:auto}.line{fill:none;stroke-width:1.6}"
         "svg .grid{stroke:#e6e6e6}.ylabel{fill:#555;font-size:10px;text-anchor:end}"
@@ -296,7 +390,9 @@ def _style(page_width: int) -> str:
         ".key i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}"
         "table{border-collapse:collapse;width:100%;font-size:12px}th,td{border-bottom:1px solid #eee;"
         "padding:2px 6px;text-align:left}th{background:#f4f6f8}.num{text-align:right}"
-        "p{margin:0 0 6px;color:#333}footer{color:#777;font-size:11px;margin-top:8px}"
+        "p{margin:0 0 6px;color:#333}"
+        "pre{background:#f4f6f8;padding:4px 6px;margin:0 0 6px}"
+        "footer{color:#777;font-size:11px;margin-top:8px}"
     )
 
 
@@ -309,10 +405,10 @@ def render_preview(
     page_width: int = 1400,
 ) -> str:
     """One self-contained HTML page (no script, nothing loaded) laid out on Grafana's grid."""
-    style = _style(page_width)
+    style = _style(page_width) + _layout_rules(results) + _series_rules()
     start = datetime.datetime.fromtimestamp(window.start, datetime.UTC)
     end = datetime.datetime.fromtimestamp(window.end, datetime.UTC)
-    panels = "".join(_panel_html(r, window, page_width) for r in results)
+    panels = "".join(_panel_html(i, r, window, page_width) for i, r in enumerate(results))
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(style, "")}">'
