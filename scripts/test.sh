@@ -3,8 +3,8 @@
 #   1. a virtualenv in .venv with the package and its test dependencies (pip);
 #   2. etcd, kube-apiserver and kube-controller-manager at the pinned release, built once with
 #      the machine's Go toolchain from the Go module proxy into ~/.cache/evictwatch (reused after);
-#   3. helm (for the chart tests) and Prometheus (for the dashboard's queries), built the same
-#      way, and Debian's Chromium (for the report's browser test), when missing;
+#   3. helm and cert-manager (for the chart tests) and Prometheus (for the dashboard's queries),
+#      built the same way, and Debian's Chromium (for the report's browser test), when missing;
 #   4. ruff, mypy --strict, then pytest (unit and end-to-end on the real control plane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ fi
 .venv/bin/python -m evictwatch.testing.binaries >/dev/null
 .venv/bin/python -m evictwatch.testing.helm >/dev/null
 .venv/bin/python -m evictwatch.testing.prometheus >/dev/null
+.venv/bin/python -m evictwatch.testing.cert_manager >/dev/null
 ./scripts/install-chromium.sh
 
 .venv/bin/ruff check .

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import re
 import shlex
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +30,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from lightkube import ApiError, AsyncClient, codecs
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import ReplicaSet
 from lightkube.resources.core_v1 import Namespace, Pod, Secret
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding
@@ -40,6 +43,7 @@ from evictwatch.operator import Operator
 from evictwatch.records.crd import crd_manifest
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing import pki
+from evictwatch.testing.cert_manager import CertManager, CertManagerProcesses, ensure_cert_manager
 from evictwatch.testing.cluster import Cluster, create_namespace, unique, wait_for
 from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.helm import HelmError, ensure_helm, run_helm, template
@@ -49,8 +53,9 @@ CHART = REPO / "deploy" / "helm" / "evictwatch"
 DEPLOY_README = REPO / "deploy" / "README.md"
 FIELD_MANAGER = "evictwatch-chart-test"
 
-# Kinds whose CRDs the test control plane does not have (cert-manager, Prometheus Operator):
-# they are rendered and checked, but left out of what is applied.
+# Kinds whose CRDs the test control plane lacks unless a test installs them (cert-manager's, by
+# test_real_cert_manager_...; the Prometheus Operator's, never): the other tests render and
+# check them, but leave them out of what they apply.
 ABSENT_KINDS = {"Issuer", "Certificate", "ServiceMonitor"}
 
 # Every permission the chart grants, one (API group, resource, verb) each. A rule added to the
@@ -619,6 +624,138 @@ async def test_cert_manager_render_is_accepted_by_the_api_server(
     configuration = next(obj for obj in applied if isinstance(obj, ValidatingWebhookConfiguration))
     assert configuration.metadata is not None and configuration.metadata.annotations is not None
     assert "cert-manager.io/inject-ca-from" in configuration.metadata.annotations
+
+
+# Registered with lightkube, so that codecs.from_dict can load the chart's cert-manager objects.
+CERT_MANAGER_KINDS = [
+    create_namespaced_resource("cert-manager.io", "v1", kind, plural)
+    for kind, plural in (("Issuer", "issuers"), ("Certificate", "certificates"))
+]
+
+
+@pytest.fixture(scope="session")
+def cert_manager_binaries() -> CertManager:
+    return ensure_cert_manager()
+
+
+@pytest.fixture
+async def cert_manager(
+    control_plane: ControlPlane, kube: AsyncClient, cert_manager_binaries: CertManager, tmp_path: Path
+) -> AsyncIterator[CertManagerProcesses]:
+    """cert-manager's CRDs installed, and its controller and cainjector running."""
+    for path in cert_manager_binaries.crds:
+        crd = codecs.from_dict(yaml.safe_load(path.read_text()))
+        await kube.apply(crd, field_manager=FIELD_MANAGER, force=True)
+
+    async def established() -> bool | None:
+        for path in cert_manager_binaries.crds:
+            name = yaml.safe_load(path.read_text())["metadata"]["name"]
+            crd = await kube.get(CustomResourceDefinition, name)
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return None
+        return True
+
+    await wait_for(established, timeout=30, what="cert-manager's CRDs Established")
+    processes = CertManagerProcesses(
+        cert_manager_binaries, control_plane.kubeconfig_path, tmp_path / "cm-logs"
+    )
+    with processes:
+        yield processes
+
+
+async def test_real_cert_manager_issues_the_webhook_certificate_and_injects_its_ca(
+    helm: Path,
+    kube: AsyncClient,
+    cluster: Cluster,
+    control_plane: ControlPlane,
+    release_namespace: str,
+    cert_manager: CertManagerProcesses,
+    tmp_path: Path,
+) -> None:
+    release = unique("evictwatch")
+    docs = render(helm, release=release, namespace=release_namespace, include_crds=True)
+    applicable = [doc for doc in docs if doc["kind"] != "ServiceMonitor"]
+    assert {"Issuer", "Certificate"} <= {doc["kind"] for doc in applicable}
+    certificate = one(docs, "Certificate")
+    chart_webhook = one(docs, "ValidatingWebhookConfiguration")
+    try:
+        await apply_all(kube, applicable, dry_run=False)
+        path = f"/apis/cert-manager.io/v1/namespaces/{release_namespace}/certificates/"
+        path += certificate["metadata"]["name"]
+
+        async def ready() -> Doc | None:
+            async with cluster.http() as http:
+                current: Doc = (await http.get(path)).json()
+            conditions = (current.get("status") or {}).get("conditions") or []
+            return (
+                current if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+            )
+
+        try:
+            await wait_for(ready, timeout=60, interval=0.5, what="the Certificate Ready")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{cert_manager.tail()}") from None
+
+        secret = await kube.get(Secret, certificate["spec"]["secretName"], namespace=release_namespace)
+        data = secret.data or {}
+        assert {"tls.crt", "tls.key", "ca.crt"} <= set(data), sorted(data)
+        cert = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert names.get_values_for_type(x509.DNSName) == certificate["spec"]["dnsNames"]
+        assert (
+            ExtendedKeyUsageOID.SERVER_AUTH
+            in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        )
+
+        # The cainjector copies the CA into the webhook configuration the chart annotated.
+        async def injected() -> str | None:
+            stored = await kube.get(ValidatingWebhookConfiguration, chart_webhook["metadata"]["name"])
+            bundle = stored.webhooks[0].clientConfig.caBundle if stored.webhooks else None
+            return bundle or None
+
+        try:
+            bundle = await wait_for(injected, timeout=60, interval=0.5, what="the caBundle injected")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{cert_manager.tail()}") from None
+        assert base64.b64decode(bundle) == base64.b64decode(data["ca.crt"])
+
+        # The operator serves with what cert-manager wrote, and a client that trusts only the
+        # injected bundle and checks the Service's name (as the API server does) accepts it.
+        (tmp_path / "tls.crt").write_bytes(base64.b64decode(data["tls.crt"]))
+        (tmp_path / "tls.key").write_bytes(base64.b64decode(data["tls.key"]))
+        settings = operator_config(docs)
+        settings["webhook"].update(
+            host="127.0.0.1", port=0, certFile=str(tmp_path / "tls.crt"), keyFile=str(tmp_path / "tls.key")
+        )
+        settings.update(metricsPort=0, controller={"enabled": False}, watchers={"enabled": False})
+        operator = Operator(
+            parse_config(settings), kubeconfig=control_plane.kubeconfig_path, self_signed=False
+        )
+        await operator.start()
+        try:
+            port = int(operator.webhook_url.rsplit(":", 1)[1].split("/")[0])
+            trust = ssl.create_default_context(cadata=base64.b64decode(bundle).decode())
+            service_name = certificate["spec"]["dnsNames"][-1]
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=trust, server_hostname=service_name
+            )
+            writer.write(
+                f"GET /healthz HTTP/1.1\r\nHost: {service_name}\r\nConnection: close\r\n\r\n".encode()
+            )
+            answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await asyncio.open_connection(
+                    "127.0.0.1", port, ssl=trust, server_hostname="elsewhere.example"
+                )
+        finally:
+            await operator.stop()
+            if operator.client is not None:
+                await operator.client.close()
+    finally:
+        await delete_cluster_scoped(kube, release)
 
 
 async def test_self_signed_chart_installs_and_its_rbac_serves_the_webhook(
