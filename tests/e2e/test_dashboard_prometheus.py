@@ -18,8 +18,10 @@ from typing import Any
 
 import httpx2
 import pytest
+from click.testing import CliRunner
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
+from evictwatch.cli import main
 from evictwatch.operator import Operator
 from evictwatch.report.browser import Chromium
 from evictwatch.report.dashboard import dashboard
@@ -100,7 +102,7 @@ def finite_values(result: PanelResult) -> list[float]:
 
 
 async def test_every_panel_answers_from_a_real_prometheus(
-    cluster: Cluster, operator: Operator, prometheus_binary: Path
+    cluster: Cluster, operator: Operator, prometheus_binary: Path, tmp_path: Path
 ) -> None:
     node = await cluster.create_node()
     shop = await cluster.create_deployment("shop", {"app": "shop"}, replicas=2)
@@ -162,6 +164,14 @@ async def test_every_panel_answers_from_a_real_prometheus(
         top = panel(results, "Top namespaces")
         assert [row["namespace"] for row in top.table] == [cluster.namespace]
         assert any(s.labels.get("sink") for s in panel(results, "Sink deliveries and failures").series)
+
+        # The command does the same from the outside (in a thread: it runs its own event loop).
+        command = ["dashboard", "--prometheus", prom.url, "--since", "5m", "--scrape-interval", "1"]
+        command += ["--namespace", cluster.namespace, "-o", str(tmp_path / "cli.html")]
+        outcome = await asyncio.to_thread(CliRunner().invoke, main, command)
+        assert outcome.exit_code == 0, outcome.output
+        assert "18 panels with queries" in outcome.output and "0 query errors" in outcome.output
+        assert f"<td>{cluster.namespace}</td>" in (tmp_path / "cli.html").read_text()
 
         page = render_preview(model, results, window, source="Prometheus 3.16 (test)")
         await asyncio.to_thread(ARTIFACTS.mkdir, parents=True, exist_ok=True)

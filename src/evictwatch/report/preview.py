@@ -292,16 +292,18 @@ def _transformed(result: PanelResult) -> tuple[list[str], list[dict[str, str]]]:
     return [rename.get(c, c) for c in kept], rows
 
 
+def _num(numeric: bool) -> str:
+    return ' class="num"' if numeric else ""
+
+
 def _table(result: PanelResult) -> str:
     if not result.table:
         return '<div class="nodata">No data</div>'
     columns, rows = _transformed(result)
     numeric = set(columns[-len(result.columns) :]) if result.columns else set()
-    head = "".join(f'<th class="{"num" if c in numeric else ""}">{esc(c)}</th>' for c in columns)
+    head = "".join(f"<th{_num(c in numeric)}>{esc(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>"
-        + "".join(f'<td class="{"num" if c in numeric else ""}">{esc(row.get(c, ""))}</td>' for c in columns)
-        + "</tr>"
+        "<tr>" + "".join(f"<td{_num(c in numeric)}>{esc(row.get(c, ''))}</td>" for c in columns) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
