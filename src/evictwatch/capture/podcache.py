@@ -130,6 +130,7 @@ class PodFactsCache:
             page_size=page_size,
             on_list_start=self._list_started,
             on_list_done=self._list_done,
+            api=api,
         )
 
     async def run(self) -> None:

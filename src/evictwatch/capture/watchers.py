@@ -70,12 +70,26 @@ class Watchers:
         self.watches: list[ListWatch] = []
         if pods:
             self.watches.append(
-                ListWatch(client, Pod, self._on_pod, "pods-failed", field_selector="status.phase=Failed")
+                ListWatch(
+                    client,
+                    Pod,
+                    self._on_pod,
+                    "pods-failed",
+                    field_selector="status.phase=Failed",
+                    api=store.api,
+                )
             )
-            self.watches.append(ListWatch(client, Pod, self._on_pod, "pods"))
+            self.watches.append(ListWatch(client, Pod, self._on_pod, "pods", api=store.api))
         if events:
             self.watches.append(
-                ListWatch(client, Event, self._on_event, "events", field_selector="involvedObject.kind=Pod")
+                ListWatch(
+                    client,
+                    Event,
+                    self._on_event,
+                    "events",
+                    field_selector="involvedObject.kind=Pod",
+                    api=store.api,
+                )
             )
 
     async def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:

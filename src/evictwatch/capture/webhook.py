@@ -109,7 +109,8 @@ class EvictionWebhook:
         write = asyncio.create_task(self._record(attempt))
         try:
             # The answer must not wait past write_timeout, but the write need not die with it.
-            result = await asyncio.wait_for(asyncio.shield(write), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):  # lighter than wait_for: no extra task
+                result = await asyncio.shield(write)
         except TimeoutError:
             if len(self._late) >= MAX_LATE_WRITES:
                 write.cancel()

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from lightkube import AsyncClient
+from lightkube import ApiError, AsyncClient
 
 from .. import telemetry
+from .raw import JsonApi
 
 log = logging.getLogger("evictwatch.watch")
 
@@ -44,6 +45,14 @@ def _request(
     br = inner.prepare_request("list", res=resource, namespace=namespace, watch=watch, params=dict(params))
     request: httpx2.Request = inner.build_adapter_request(br)
     return request
+
+
+def _path(api: JsonApi, request: httpx2.Request) -> str:
+    """What lightkube built for this request, relative to the server URL (which may have a path)."""
+    url = str(request.url)
+    if not url.startswith(api.base):
+        raise RuntimeError(f"{url} is not under the API server's URL {api.base}")
+    return url[len(api.base) :]
 
 
 async def _send(client: AsyncClient, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
@@ -78,6 +87,9 @@ class ListWatch:
     on_list_start: Callable[[], None] | None = None
     """Called before a full list; with :attr:`on_list_done` a cache can drop what vanished."""
     on_list_done: Callable[[], None] | None = None
+    api: JsonApi | None = None
+    """When given (and it can speak for the identity), lists and watches go through its aiohttp
+    session: several times less CPU per event than lightkube's httpx2 stream."""
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -87,17 +99,30 @@ class ListWatch:
             params["labelSelector"] = self.label_selector
         return params
 
+    def _fast_api(self) -> JsonApi | None:
+        return self.api if self.api is not None and self.api.fast else None
+
+    async def _get_page(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        request = _request(self.client, self.resource, self.namespace or "*", params, False)
+        api = self._fast_api()
+        if api is None:
+            response = await _send(self.client, request, stream=False)
+            page: dict[str, Any] = response.json()
+            return page
+        try:
+            return await api.request("GET", _path(api, request))
+        except ApiError as error:
+            if error.status.code == 410:
+                raise Gone() from None
+            raise
+
     async def list_once(self) -> str:
         """Hand every current object to the handler; return the list's resourceVersion."""
         params = {**self._params(), "limit": self.page_size}
-        namespace = self.namespace or "*"
         if self.on_list_start is not None:
             self.on_list_start()
         while True:
-            response = await _send(
-                self.client, _request(self.client, self.resource, namespace, params, False), stream=False
-            )
-            data = response.json()
+            data = await self._get_page(params)
             for item in data.get("items") or []:
                 await self.handler("SYNC", item)
             metadata = data.get("metadata") or {}
@@ -116,8 +141,17 @@ class ListWatch:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": self.server_timeout,
         }
-        namespace = self.namespace or "*"
-        request = _request(self.client, self.resource, namespace, params, True)
+        request = _request(self.client, self.resource, self.namespace or "*", params, True)
+        api = self._fast_api()
+        if api is not None:
+            try:
+                async for line in api.lines(_path(api, request), read_timeout=self.server_timeout + 30.0):
+                    await self._on_line(line)
+            except ApiError as error:
+                if error.status.code == 410:
+                    raise Gone() from None
+                raise
+            return
         request.extensions["timeout"] = {
             "connect": 10.0,
             "read": self.server_timeout + 30.0,
@@ -126,23 +160,26 @@ class ListWatch:
         }
         response = await _send(self.client, request, stream=True)
         try:
-            async for line in response.aiter_lines():
-                if not line:
-                    continue
-                event = json.loads(line)
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise Gone()
-                    raise RuntimeError(f"watch error: {obj.get('message')}")
-                if kind != "BOOKMARK":
-                    await self.handler(str(kind), obj)
-                # Only after the handler succeeded: a failure resumes before this event.
-                version = (obj.get("metadata") or {}).get("resourceVersion")
-                if version:
-                    self.resource_version = str(version)
+            async for text in response.aiter_lines():
+                await self._on_line(text)
         finally:
             await response.aclose()
+
+    async def _on_line(self, line: str | bytes) -> None:
+        if not line or line.isspace():
+            return
+        event = json.loads(line)
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise RuntimeError(f"watch error: {obj.get('message')}")
+        if kind != "BOOKMARK":
+            await self.handler(str(kind), obj)
+        # Only after the handler succeeded: a failure resumes before this event.
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = str(version)
 
     async def run(self) -> None:
         """Forever: list (when needed), then watch; survive 410s, disconnects and restarts."""

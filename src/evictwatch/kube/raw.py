@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,46 @@ class JsonApi:
             raise _api_error(method, self._base + path, status, content, content_type)
         result: dict[str, Any] = json.loads(content)
         return result
+
+    @property
+    def base(self) -> str:
+        """The API server's URL, without a trailing slash (only meaningful when :attr:`fast`)."""
+        return self._base
+
+    @property
+    def fast(self) -> bool:
+        """Whether calls go through aiohttp (False: lightkube's client, for exec plugins and the like)."""
+        return self._fast
+
+    async def lines(self, path: str, *, read_timeout: float) -> AsyncIterator[bytes]:
+        """GET ``path`` (with its query) and yield the body line by line: a watch stream.
+
+        Lines are split by hand over raw chunks: aiohttp's own line reader refuses lines over
+        its buffer size (64 KiB), and one JSON line holds a whole object, which may be larger.
+        """
+        if not self._fast:
+            raise RuntimeError("lines() needs the aiohttp path; use lightkube's client instead")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
+        url = self._base + path
+        try:
+            async with self._session_for_call().get(url, headers=self._headers(), timeout=timeout) as reply:
+                if reply.status >= 400:
+                    if reply.status == 401 and self._token_file is not None:
+                        self._bearer = None  # rotated by the kubelet: the caller's retry reads it again
+                    content = await reply.read()
+                    raise _api_error("GET", url, reply.status, content, reply.headers.get("Content-Type", ""))
+                pending = b""
+                async for chunk in reply.content.iter_any():
+                    pending += chunk
+                    if b"\n" not in chunk:
+                        continue
+                    *complete, pending = pending.split(b"\n")
+                    for line in complete:
+                        yield line
+                if pending:
+                    yield pending
+        except aiohttp.ClientError as error:
+            raise ConnectionError(f"GET {path}: {type(error).__name__}: {error}") from error
 
     async def _slow(
         self, method: str, path: str, data: bytes | None, params: dict[str, str] | None, content_type: str
