@@ -17,9 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from evictwatch.operator import Operator
 from evictwatch.report import dashboard
-from evictwatch.testing.cluster import Cluster, unique, wait_for
-from evictwatch.testing.controlplane import free_port
-from evictwatch.testing.fixtures import StartOperator
+from evictwatch.testing.cluster import Cluster, wait_for
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "evictwatch.json"
 _SUFFIXES = {
@@ -31,23 +29,8 @@ _SUFFIXES = {
 
 
 @pytest.fixture
-async def operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
-    return await start_operator(
-        {
-            "self": {"namespace": cluster.namespace},
-            "controller": {
-                "blockedAfterSeconds": 2,
-                "leaderElection": {
-                    "leaseName": unique("evictwatch-metrics"),
-                    "leaseDurationSeconds": 4,
-                    "renewSeconds": 1,
-                },
-            },
-            "watchers": {"enabled": False},
-        },
-        record_key=b"metrics-test-key",
-        metrics_port=free_port(),
-    )
+def operator(metrics_operator: Operator) -> Operator:
+    return metrics_operator
 
 
 def sample_names(families: list[Metric]) -> dict[str, Metric]:

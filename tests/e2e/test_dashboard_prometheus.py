@@ -27,9 +27,7 @@ from evictwatch.report.browser import Chromium
 from evictwatch.report.dashboard import dashboard
 from evictwatch.report.preview import HttpProm, PanelResult, Window, evaluate, render_preview
 from evictwatch.report.preview_command import write_page
-from evictwatch.testing.cluster import Cluster, unique, wait_for
-from evictwatch.testing.controlplane import free_port
-from evictwatch.testing.fixtures import StartOperator
+from evictwatch.testing.cluster import Cluster, wait_for
 from evictwatch.testing.prometheus import PrometheusServer, ensure_prometheus
 
 ARTIFACTS = Path(os.environ.get("EVICTWATCH_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
@@ -41,23 +39,8 @@ def prometheus_binary() -> Path:
 
 
 @pytest.fixture
-async def operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
-    return await start_operator(
-        {
-            "self": {"namespace": cluster.namespace},
-            "controller": {
-                "blockedAfterSeconds": 2,
-                "leaderElection": {
-                    "leaseName": unique("evictwatch-prom"),
-                    "leaseDurationSeconds": 4,
-                    "renewSeconds": 1,
-                },
-            },
-            "watchers": {"enabled": False},
-        },
-        record_key=b"prometheus-test-key",
-        metrics_port=free_port(),
-    )
+def operator(metrics_operator: Operator) -> Operator:
+    return metrics_operator
 
 
 async def settled(cluster: Cluster, outcomes: dict[str, str]) -> None:

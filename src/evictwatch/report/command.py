@@ -7,8 +7,9 @@ import datetime
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx2
@@ -56,31 +57,52 @@ async def _collect(
         await client.close()
 
 
+Decorated = TypeVar("Decorated", bound=Callable[..., Any])
+
+
+def window_options(command: Decorated) -> Decorated:
+    """``--since``, ``--from`` and ``--to``: the window a command reads (see window_from_options)."""
+    command = click.option("--to", "end", default=None, metavar="RFC3339", help="Window end (default: now).")(
+        command
+    )
+    command = click.option(
+        "--from", "start", default=None, metavar="RFC3339", help="Window start, e.g. 2026-01-02T15:04:05Z."
+    )(command)
+    return click.option(
+        "--since", default=None, metavar="DURATION", help="Window up to now: 12h (default), 90m, 2d."
+    )(command)
+
+
+def output_options(name: str) -> Callable[[Decorated], Decorated]:
+    """``-o/--output`` and ``--format html|png`` for a page written to ``<name>.html`` by default."""
+
+    def decorate(command: Decorated) -> Decorated:
+        command = click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(["html", "png"]),
+            default=None,
+            help="html (default; png when --output ends in .png) or png (needs Chromium).",
+        )(command)
+        return click.option(
+            "-o",
+            "--output",
+            type=click.Path(dir_okay=False, writable=True),
+            default=None,
+            help=f"Where to write (default: {name}.html, or {name}.png with --format png).",
+        )(command)
+
+    return decorate
+
+
 @click.command("report")
-@click.option("--since", default=None, metavar="DURATION", help="Window up to now: 12h (default), 90m, 2d.")
-@click.option(
-    "--from", "start", default=None, metavar="RFC3339", help="Window start, e.g. 2026-01-02T15:04:05Z."
-)
-@click.option("--to", "end", default=None, metavar="RFC3339", help="Window end (default: now).")
+@window_options
 @click.option("--node", default=None, help="Only Pods that were on this node.")
 @click.option("-n", "--namespace", default=None, help="Only this namespace (default: all namespaces).")
 @click.option(
     "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG, ~/.kube/config, in-cluster."
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Where to write (default: report.html, or report.png with --format png).",
-)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["html", "png"]),
-    default=None,
-    help="html (default; png when --output ends in .png) or png (needs Chromium).",
-)
+@output_options("report")
 def report_command(
     since: str | None,
     start: str | None,

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .browser import BrowserError, BrowserNotFound, find_chromium, screenshot_html
-from .command import EXIT_BROWSER, EXIT_USAGE, _fail, window_from_options
+from .command import EXIT_BROWSER, EXIT_USAGE, _fail, output_options, window_from_options, window_options
 from .dashboard import dashboard
 from .preview import HttpProm, PanelResult, PromError, Window, evaluate, render_preview
 from .window import WindowError
@@ -30,9 +30,7 @@ def auto_step(seconds: float, scrape_interval: float) -> float:
 @click.option(
     "--prometheus", required=True, metavar="URL", help="Prometheus base URL, e.g. http://localhost:9090."
 )
-@click.option("--since", default=None, metavar="DURATION", help="Window up to now: 12h (default), 90m, 2d.")
-@click.option("--from", "start", default=None, metavar="RFC3339", help="Window start.")
-@click.option("--to", "end", default=None, metavar="RFC3339", help="Window end (default: now).")
+@window_options
 @click.option("--step", type=float, default=None, help="Seconds between points (default: from the window).")
 @click.option(
     "--scrape-interval", type=float, default=15.0, show_default=True, help="For $__rate_interval, in seconds."
@@ -45,20 +43,7 @@ def auto_step(seconds: float, scrape_interval: float) -> float:
     default=None,
     help="A dashboard JSON (default: the one evictwatch ships).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Where to write (default: dashboard.html, or dashboard.png with --format png).",
-)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["html", "png"]),
-    default=None,
-    help="html (default; png when --output ends in .png) or png (needs Chromium).",
-)
+@output_options("dashboard")
 def dashboard_command(
     prometheus: str,
     since: str | None,

@@ -18,7 +18,7 @@ from ..config import parse_config
 from ..kube.client import make_client
 from ..operator import Operator
 from .cluster import Cluster, create_namespace, unique
-from .controlplane import ControlPlane
+from .controlplane import ControlPlane, free_port
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +107,25 @@ async def start_operator(control_plane: ControlPlane) -> AsyncIterator[StartOper
             await operator.stop()
             if operator.client is not None:
                 await operator.client.close()
+
+
+@pytest.fixture
+async def metrics_operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
+    """An operator with its metrics port open: webhook and controller (quick to call a Pod
+    Blocked, quick to elect itself), no watchers, its Lease in the test's namespace."""
+    return await start_operator(
+        {
+            "self": {"namespace": cluster.namespace},
+            "controller": {
+                "blockedAfterSeconds": 2,
+                "leaderElection": {
+                    "leaseName": unique("evictwatch-metrics"),
+                    "leaseDurationSeconds": 4,
+                    "renewSeconds": 1,
+                },
+            },
+            "watchers": {"enabled": False},
+        },
+        record_key=b"metrics-test-key",
+        metrics_port=free_port(),
+    )
