@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx2
@@ -28,7 +28,7 @@ PNG_LISTED = 100
 """Records listed in a PNG (the timeline and tables still cover all); the HTML lists every one."""
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -95,6 +95,26 @@ def output_options(name: str) -> Callable[[Decorated], Decorated]:
     return decorate
 
 
+def checked_options(
+    name: str,
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    output: str | None,
+    output_format: str | None,
+) -> tuple[Window, Path, str]:
+    """The window, the file and its format, or exit: a bad window (2), PNG without Chromium (4)."""
+    if output_format is None:
+        output_format = "png" if output is not None and output.lower().endswith(".png") else "html"
+    try:
+        window = window_from_options(since, start, end)
+    except WindowError as error:
+        _fail(str(error), EXIT_USAGE)
+    if output_format == "png" and find_chromium() is None:
+        _fail(str(BrowserNotFound()), EXIT_BROWSER)
+    return window, Path(output or f"{name}.{output_format}"), output_format
+
+
 @click.command("report")
 @window_options
 @click.option("--node", default=None, help="Only Pods that were on this node.")
@@ -114,17 +134,7 @@ def report_command(
     output_format: str | None,
 ) -> None:
     """Write a drain report: evictions per node over time, per workload, kubelet pressure, records."""
-    if output_format is None:
-        output_format = "png" if output is not None and output.lower().endswith(".png") else "html"
-    target = Path(output or f"report.{output_format}")
-    try:
-        window = window_from_options(since, start, end)
-    except WindowError as error:
-        _fail(str(error), EXIT_USAGE)
-        return
-    if output_format == "png" and find_chromium() is None:
-        _fail(str(BrowserNotFound()), EXIT_BROWSER)
-        return
+    window, target, output_format = checked_options("report", since, start, end, output, output_format)
     started = time.perf_counter()
     try:
         records = asyncio.run(_collect(kubeconfig, window, namespace, node))

@@ -10,11 +10,10 @@ from typing import Any
 
 import click
 
-from .browser import BrowserError, BrowserNotFound, find_chromium, screenshot_html
-from .command import EXIT_BROWSER, EXIT_USAGE, _fail, output_options, window_from_options, window_options
+from .browser import BrowserError, BrowserNotFound, screenshot_html
+from .command import EXIT_BROWSER, _fail, checked_options, output_options, window_options
 from .dashboard import dashboard
 from .preview import HttpProm, PanelResult, PromError, Window, evaluate, render_preview
-from .window import WindowError
 
 EXIT_PROMETHEUS = 3
 MAX_POINTS = 240
@@ -62,17 +61,7 @@ def dashboard_command(
     panel's PromQL goes to Prometheus's HTTP API with Grafana's variables filled in; the page
     shows each answer (or the query's error) on the dashboard's own grid.
     """
-    if output_format is None:
-        output_format = "png" if output is not None and output.lower().endswith(".png") else "html"
-    target = Path(output or f"dashboard.{output_format}")
-    try:
-        span = window_from_options(since, start, end)
-    except WindowError as error:
-        _fail(str(error), EXIT_USAGE)
-        return
-    if output_format == "png" and find_chromium() is None:
-        _fail(str(BrowserNotFound()), EXIT_BROWSER)
-        return
+    span, target, output_format = checked_options("dashboard", since, start, end, output, output_format)
     model: dict[str, Any] = (
         json.loads(Path(dashboard_file).read_text()) if dashboard_file is not None else dashboard()
     )
