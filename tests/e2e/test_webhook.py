@@ -6,20 +6,24 @@ import asyncio
 import json
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
+import yaml
 from lightkube import AsyncClient
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
 from evictwatch import telemetry
 from evictwatch.capture.podcache import QUIET_SECONDS
-from evictwatch.config import Config
+from evictwatch.config import Config, parse_config
+from evictwatch.kube.client import from_manifest
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing.cluster import Cluster
 from evictwatch.testing.controlplane import ControlPlane
-from evictwatch.testing.fixtures import StartOperator
+from evictwatch.testing.fixtures import LOCAL, StartOperator, merge
 
 
 async def records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:
@@ -167,6 +171,64 @@ async def test_without_the_pod_cache_each_review_gets_the_pod(
     assert (await cluster.evict("plain")).status == 201
     assert (await only_record(cluster.client, cluster.namespace))["spec"]["pod"]["labels"] == {"app": "web"}
     assert pod_gets(control_plane, cluster.namespace, "plain") == gets + 1
+
+
+async def test_an_exec_plugin_identity_falls_back_to_lightkubes_client(
+    cluster: Cluster, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Identities only lightkube can present (here an exec credential plugin) take its httpx2
+    client for the hot path and for the Pod cache's list and watch; both still work."""
+    account = "exec-admin"
+    token = await cluster.service_account_token(account)
+    binding = f"{cluster.namespace}-{account}"
+    await cluster.client.create(
+        from_manifest(
+            ClusterRoleBinding,
+            {
+                "metadata": {"name": binding},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": cluster.namespace}],
+            },
+        )
+    )
+    plugin = tmp_path / "credential-plugin"
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "kind": "ExecCredential",
+        "status": {"token": token},
+    }
+    plugin.write_text(f"#!/bin/sh\necho '{json.dumps(credential)}'\n")
+    plugin.chmod(0o755)
+    kubeconfig = yaml.safe_load(control_plane.kubeconfig_for_token("unused", user=account).read_text())
+    kubeconfig["users"][0]["user"] = {
+        "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+    }
+    (tmp_path / "exec.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    config = merge(LOCAL, {"controller": {"enabled": False}, "watchers": {"enabled": False}})
+    operator = Operator(parse_config(config), kubeconfig=tmp_path / "exec.kubeconfig", self_signed=True)
+    await operator.start()
+    try:
+        cache = operator.pod_cache
+        assert cache is not None and not cache.api.fast
+        node = await cluster.create_node()
+        pod = await cluster.create_pod("via-exec", labels={"app": "web"}, node=node, ready=True)
+        await eventually(lambda: (cluster.namespace, "via-exec") in cache.pods)
+        await asyncio.sleep(QUIET_SECONDS + 0.2)
+        hits = metric_value("evictwatch_pod_cache_lookups_total", {"result": "hit"})
+        assert (await cluster.evict("via-exec")).status == 201
+        spec = (await only_record(cluster.client, cluster.namespace))["spec"]
+        assert pod.metadata is not None and spec["pod"]["uid"] == pod.metadata.uid
+        assert (spec["pod"]["labels"], spec["pod"]["nodeName"]) == ({"app": "web"}, node)
+        assert metric_value("evictwatch_pod_cache_lookups_total", {"result": "hit"}) == hits + 1
+    finally:
+        await operator.stop()
+        if operator.client is not None:
+            await operator.client.close()
+        await cluster.client.delete(ClusterRoleBinding, binding)
 
 
 def pod_gets(control_plane: ControlPlane, namespace: str, name: str) -> int:
