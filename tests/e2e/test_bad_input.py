@@ -125,7 +125,7 @@ MALFORMED: list[tuple[bytes, str]] = [
     (b"", "the body is empty"),
     (b"   ", "the body is empty"),
     (b"not json at all", "not valid JSON"),
-    (b"\x00\xff\xfe binary", "not valid JSON"),
+    (b"\x00\xff\xfe binary", "not UTF-8"),
     (VALID[: len(VALID) // 2], "not valid JSON"),
     (VALID.rstrip()[:-1], "not valid JSON"),
     (b"[" * 100_000, "nests deeper"),

@@ -102,7 +102,10 @@ async def test_every_panel_answers_from_a_real_prometheus(
         binary=prometheus_binary,
         extra_args=["--enable-feature=created-timestamp-zero-ingestion"],
     )
-    with server as prom:
+    # Started and stopped in a thread: both wait (for readiness, for the process to end), and
+    # the operator under test shares this event loop.
+    prom = await asyncio.to_thread(server.start)
+    try:
         await asyncio.to_thread(prom.wait_for_targets)
         started = time.time()
         # The first wave: one eviction through, one held by the budget.
@@ -162,6 +165,8 @@ async def test_every_panel_answers_from_a_real_prometheus(
         await asyncio.to_thread(write_page, page, ARTIFACTS / "dashboard-preview.png", "png")
         png = (ARTIFACTS / "dashboard-preview.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    finally:
+        await asyncio.to_thread(server.stop)
 
     # In Chromium: nothing refused by the page's CSP, and every panel where its gridPos puts it.
     async with Chromium() as browser:

@@ -113,6 +113,22 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
         parse_review(json.dumps(deep).encode())
 
 
+def test_an_unterminated_string_is_scanned_once() -> None:
+    """An escaped quote and no closing one: the guard reads to the end once (this 128 KiB body
+    took over a minute when each later quote started a new scan to the end)."""
+    body = b'{"a":[' + b"[" * 65 + b'"' + b'\\"' * 65_536
+    with pytest.raises(ReviewError, match="nests deeper"):
+        parse_review(body)
+
+
+def test_only_utf8_bodies_are_read() -> None:
+    review = '{"apiVersion": "admission.k8s.io/v1", "request": {"uid": "u"}}'
+    with pytest.raises(ReviewError, match="not UTF-8"):
+        parse_review(review.encode("utf-16"))
+    with pytest.raises(ReviewError, match="not UTF-8"):
+        parse_review(b'{"request": {"uid": "\xff"}}')
+
+
 def api_spec(attempt_ago: float, *, found: bool = True, uid: str = "u1") -> dict[str, Any]:
     pod: dict[str, Any] = {"name": "p", "found": found}
     if found:

@@ -52,6 +52,7 @@ async def synced(cache: PodFactsCache, *pods: dict[str, Any]) -> None:
         await cache.watch.handler("SYNC", item)
     cache.watch.on_list_done()
     cache.watch.synced.set()
+    cache.watch.live = True  # the watch stream that follows the list is open
 
 
 async def test_before_the_first_list_every_lookup_is_a_get() -> None:
@@ -112,3 +113,15 @@ async def test_deletes_and_relists_forget_pods() -> None:
     # After a 410 the new list no longer has b: it went while the watch was away.
     await synced(cache, pod("c"))
     assert sorted(cache.pods) == [("ns", "c")]
+
+
+async def test_while_the_watch_is_down_even_a_quiet_pod_is_read_again() -> None:
+    """Reconnecting or re-listing: the Pod may have been replaced meanwhile, unseen."""
+    cache, api, clock = make()
+    await synced(cache, pod("web-1"))
+    clock.now += 5
+    cache.watch.live = False
+    assert (await cache.lookup("ns", "web-1")).uid == "from-api"
+    cache.watch.live = True
+    assert (await cache.lookup("ns", "web-1")).uid == "u1"
+    assert len(api.gets) == 1

@@ -8,8 +8,8 @@ keeping only the small :class:`PodInfo` of each (not the whole object).
 
 It never makes an answer wrong, only faster:
 
-* until the first list is done, and for a Pod it has not seen (created a moment ago, or
-  absent), the lookup falls back to a GET;
+* until the first list is done, while the watch is down (reconnecting, re-listing), and for a
+  Pod it has not seen (created a moment ago, or absent), the lookup falls back to a GET;
 * so does a Pod whose facts changed less than :data:`QUIET_SECONDS` ago: a new Pod is bound,
   started and relabelled in a burst of writes, and a watch event may still be on its way. A
   Pod that has been quiet that long is, with overwhelming likelihood, what the cache says
@@ -166,7 +166,9 @@ class PodFactsCache:
 
     def cached(self, namespace: str, name: str, uid: str = "") -> PodInfo | None:
         """The cached facts, or None when only a GET can be trusted."""
-        if not self.watch.synced.is_set():
+        if not self.watch.synced.is_set() or not self.watch.live:
+            # Before the first list, and whenever the watch is down (reconnecting, re-listing
+            # after a 410): what the cache holds may have changed unseen.
             telemetry.POD_CACHE_LOOKUPS.labels("unsynced").inc()
             return None
         entry = self.pods.get((namespace, name))

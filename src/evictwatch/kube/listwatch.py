@@ -27,7 +27,7 @@ import httpx2
 from lightkube import ApiError, AsyncClient
 
 from .. import telemetry
-from .raw import JsonApi
+from .raw import JsonApi, status_code
 
 log = logging.getLogger("evictwatch.watch")
 
@@ -48,11 +48,16 @@ def _request(
 
 
 def _path(api: JsonApi, request: httpx2.Request) -> str:
-    """What lightkube built for this request, relative to the server URL (which may have a path)."""
-    url = str(request.url)
-    if not url.startswith(api.base):
-        raise RuntimeError(f"{url} is not under the API server's URL {api.base}")
-    return url[len(api.base) :]
+    """What lightkube built for this request, relative to the server URL.
+
+    Compared as parsed URLs, not strings: in a Pod the server is ``https://<ip>:443``, which
+    the built URL writes without the default port; a server URL may also carry a path prefix.
+    """
+    prefix = httpx2.URL(api.base).raw_path.decode("ascii").rstrip("/")
+    full = request.url.raw_path.decode("ascii")
+    if prefix and not full.startswith(prefix + "/"):
+        raise RuntimeError(f"{request.url} is not under the API server's URL {api.base}")
+    return full[len(prefix) :]
 
 
 async def _send(client: AsyncClient, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
@@ -87,6 +92,9 @@ class ListWatch:
     on_list_start: Callable[[], None] | None = None
     """Called before a full list; with :attr:`on_list_done` a cache can drop what vanished."""
     on_list_done: Callable[[], None] | None = None
+    live: bool = False
+    """True while a watch stream is open: what a cache has seen is then current (up to the
+    stream's own delay); False while listing, reconnecting or backing off."""
     api: JsonApi | None = None
     """When given (and it can speak for the identity), lists and watches go through its aiohttp
     session: several times less CPU per event than lightkube's httpx2 stream."""
@@ -111,8 +119,8 @@ class ListWatch:
             return page
         try:
             return await api.request("GET", _path(api, request))
-        except ApiError as error:
-            if error.status.code == 410:
+        except (ApiError, httpx2.HTTPStatusError) as error:
+            if status_code(error) == 410:
                 raise Gone() from None
             raise
 
@@ -145,10 +153,15 @@ class ListWatch:
         api = self._fast_api()
         if api is not None:
             try:
-                async for line in api.lines(_path(api, request), read_timeout=self.server_timeout + 30.0):
-                    await self._on_line(line)
-            except ApiError as error:
-                if error.status.code == 410:
+                async with api.stream(_path(api, request), read_timeout=self.server_timeout + 30.0) as lines:
+                    self.live = True
+                    try:
+                        async for line in lines:
+                            await self._on_line(line)
+                    finally:
+                        self.live = False
+            except (ApiError, httpx2.HTTPStatusError) as error:
+                if status_code(error) == 410:
                     raise Gone() from None
                 raise
             return
@@ -159,10 +172,12 @@ class ListWatch:
             "pool": 10.0,
         }
         response = await _send(self.client, request, stream=True)
+        self.live = True
         try:
             async for text in response.aiter_lines():
                 await self._on_line(text)
         finally:
+            self.live = False
             await response.aclose()
 
     async def _on_line(self, line: str | bytes) -> None:

@@ -15,6 +15,7 @@ to lightkube's own httpx2 client, so it works wherever lightkube does. Errors ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -115,14 +116,17 @@ class JsonApi:
         """Whether calls go through aiohttp (False: lightkube's client, for exec plugins and the like)."""
         return self._fast
 
-    async def lines(self, path: str, *, read_timeout: float) -> AsyncIterator[bytes]:
-        """GET ``path`` (with its query) and yield the body line by line: a watch stream.
+    @contextlib.asynccontextmanager
+    async def stream(self, path: str, *, read_timeout: float) -> AsyncIterator[AsyncIterator[bytes]]:
+        """GET ``path`` (with its query) as a watch stream: entered once the server has answered
+        200 (an error status raises here), it gives the body line by line, and closes the
+        response on the way out, however that happens.
 
         Lines are split by hand over raw chunks: aiohttp's own line reader refuses lines over
         its buffer size (64 KiB), and one JSON line holds a whole object, which may be larger.
         """
         if not self._fast:
-            raise RuntimeError("lines() needs the aiohttp path; use lightkube's client instead")
+            raise RuntimeError("stream() needs the aiohttp path; use lightkube's client instead")
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
         url = self._base + path
         try:
@@ -132,16 +136,7 @@ class JsonApi:
                         self._bearer = None  # rotated by the kubelet: the caller's retry reads it again
                     content = await reply.read()
                     raise _api_error("GET", url, reply.status, content, reply.headers.get("Content-Type", ""))
-                pending = b""
-                async for chunk in reply.content.iter_any():
-                    pending += chunk
-                    if b"\n" not in chunk:
-                        continue
-                    *complete, pending = pending.split(b"\n")
-                    for line in complete:
-                        yield line
-                if pending:
-                    yield pending
+                yield _lines(reply.content)
         except aiohttp.ClientError as error:
             raise ConnectionError(f"GET {path}: {type(error).__name__}: {error}") from error
 
@@ -166,6 +161,30 @@ class JsonApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    pending = bytearray()
+    async for chunk in content.iter_any():
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *complete, rest = pending.split(b"\n")
+        pending = bytearray(rest)
+        for line in complete:
+            yield bytes(line)
+    if pending:
+        yield bytes(pending)
+
+
+def status_code(error: BaseException) -> int | None:
+    """The HTTP status of an API error, whether lightkube made an ApiError of it or not (an
+    answer without a Status body stays an HTTPStatusError)."""
+    if isinstance(error, ApiError):
+        return int(error.status.code or 0) or None
+    if isinstance(error, httpx2.HTTPStatusError):
+        return error.response.status_code
+    return None
 
 
 def _api_error(method: str, url: str, status: int, content: bytes, content_type: str) -> Exception:

@@ -28,8 +28,9 @@ ADMISSION_V1 = "admission.k8s.io/v1"
 ADMISSION_V1BETA1 = "admission.k8s.io/v1beta1"
 SUPPORTED_REVIEW_VERSIONS = (ADMISSION_V1, ADMISSION_V1BETA1)
 _MAX_DEPTH = 64
-_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|([\[{])|([\]}])')
-"""A whole JSON string (skipped), an opening bracket, or a closing one."""
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|([\[{])|([\]}])', re.S)
+"""A whole JSON string (skipped; an unterminated one runs to the end, once: the possessive
+``*+`` never backtracks, so no body makes this quadratic), an opening bracket, or a closing one."""
 
 
 class ReviewError(ValueError):
@@ -100,7 +101,8 @@ def _depth_ok(data: bytes) -> bool:
     if data.count(b"{") + data.count(b"[") <= _MAX_DEPTH:
         return True  # too few brackets to nest that deep
     depth = 0
-    for opening, closing in _STRUCTURE.findall(data):
+    for match in _STRUCTURE.finditer(data):
+        opening, closing = match.groups()
         if opening:
             depth += 1
             if depth > _MAX_DEPTH:
@@ -118,7 +120,11 @@ def parse_review(body: bytes | str) -> AdmissionRequest:
     if not _depth_ok(raw):
         raise ReviewError(f"the body nests deeper than {_MAX_DEPTH} levels")
     try:
-        data = json.loads(raw)
+        # UTF-8 only, as the API server sends: json.loads(bytes) would also take UTF-16 and
+        # UTF-32, whose bytes the nesting guard above does not read as JSON.
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ReviewError(f"the body is not UTF-8: {error}") from None
     except (ValueError, RecursionError) as error:
         raise ReviewError(f"the body is not valid JSON: {error}") from None
     return review_from_json(data)

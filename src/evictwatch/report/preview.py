@@ -88,10 +88,11 @@ def substitute(expr: str, window: Window, variables: Mapping[str, str] | None = 
         "__rate_interval": window.rate_interval,
         "__interval": window.step,
     }
-    for name, value in seconds.items():
-        expr = re.sub(r"\$\{?" + name + r"\}?(?![A-Za-z0-9_])", f"{max(1, round(value))}s", expr)
-    for name, text in (variables or {}).items():
-        pattern = r"\$\{?" + re.escape(name) + r"\}?(?![A-Za-z0-9_])"
+    values = {name: f"{max(1, round(value))}s" for name, value in seconds.items()}
+    values.update(variables or {})
+    for name, text in values.items():
+        # ``${name}`` anywhere, ``$name`` only where the name ends (``$__range`` is not ``$__r``).
+        pattern = r"\$(?:\{" + re.escape(name) + r"\}|" + re.escape(name) + r"(?![A-Za-z0-9_]))"
         expr = re.sub(pattern, text.replace("\\", "\\\\"), expr)  # a literal, not a template
     return expr
 
@@ -175,6 +176,8 @@ def _decimals(panel: Mapping[str, Any]) -> int | None:
 def _format(value: float | None, unit: str, decimals: int | None = None) -> str:
     if value is None or math.isnan(value):
         return "No data"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"  # a division by zero in a custom panel
     if unit == "s":
         return f"{value * 1000:.3g} ms" if value < 1 else f"{value:.3g} s"
     if decimals is not None:

@@ -206,21 +206,27 @@ class CertManagerProcesses:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self) -> CertManagerProcesses:
+        if self.processes:
+            raise RuntimeError("cert-manager is already running; stop() it first")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name, binary in (
-            ("controller", self.binaries.controller),
-            ("cainjector", self.binaries.cainjector),
-        ):
-            with (self.log_dir / f"{name}.log").open("wb") as log:
-                self.processes[name] = subprocess.Popen(
-                    [str(binary), f"--kubeconfig={self.kubeconfig}", "-v=2"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,
-                )
+        try:
+            self._spawn("controller", self.binaries.controller)
+            self._spawn("cainjector", self.binaries.cainjector)
+        except BaseException:
+            self.stop()  # the one already started must not outlive a failed start
+            raise
         return self
+
+    def _spawn(self, name: str, binary: Path) -> None:
+        with (self.log_dir / f"{name}.log").open("wb") as log:
+            self.processes[name] = subprocess.Popen(
+                [str(binary), f"--kubeconfig={self.kubeconfig}", "-v=2"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
 
     def stop(self, grace: float = 10.0) -> None:
         for process in self.processes.values():
