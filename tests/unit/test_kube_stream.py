@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -11,7 +12,7 @@ import pytest
 from lightkube import ApiError
 
 from evictwatch.kube.listwatch import _path
-from evictwatch.kube.raw import JsonApi, _lines, status_code
+from evictwatch.kube.raw import JsonApi, _lines, keepalive_socket, status_code
 
 
 class Base:
@@ -72,3 +73,13 @@ def test_status_code_of_either_error_kind() -> None:
     conflict = httpx2.Response(409, json=status, request=httpx2.Request("GET", "https://h/api"))
     assert status_code(ApiError(request=conflict.request, response=conflict)) == 409
     assert status_code(RuntimeError()) is None
+
+
+def test_client_sockets_send_keepalive_probes() -> None:
+    """A half-open watch connection is noticed in about a minute, as with client-go."""
+    info = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 443))
+    with keepalive_socket(info) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3

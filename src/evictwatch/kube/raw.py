@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,7 +66,9 @@ class JsonApi:
 
     def _session_for_call(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64, keepalive_timeout=60)
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl, limit=64, keepalive_timeout=60, socket_factory=keepalive_socket
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=10), json_serialize=json.dumps
             )
@@ -161,6 +164,33 @@ class JsonApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+KEEPALIVE_IDLE = 30
+"""Seconds of silence before TCP keepalive probes start: client-go's dialer uses 30 s too."""
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_PROBES = 3
+
+
+def keepalive_socket(addr_info: tuple[Any, ...]) -> socket.socket:
+    """A client socket with TCP keepalive on.
+
+    A watch whose server vanished without closing the connection (a node or load balancer
+    gone: a half-open connection) then fails after about a minute (30 s idle + 3 probes 10 s
+    apart) instead of at the read timeout, five minutes later; until it fails, the Pod cache
+    still believes its stream is live.
+    """
+    family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
+    sock = socket.socket(family=family, type=kind, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, option):  # Linux has all three; elsewhere the system's defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return sock
 
 
 async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
