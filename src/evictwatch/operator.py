@@ -135,7 +135,7 @@ class Operator:
             self._http = httpx2.AsyncClient()
             sinks = build_sinks(self.config, self.client, self._http, self.environ)
             if self.config.controller.enabled:
-                self.controller = Controller(self.client, sinks, key, self.config.controller)
+                self.controller = Controller(self.client, store.api, sinks, key, self.config.controller)
             if self.config.watchers.enabled:
                 watchers = self.config.watchers
                 self.watchers = Watchers(

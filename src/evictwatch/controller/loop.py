@@ -12,6 +12,7 @@ from lightkube import AsyncClient
 from ..aio import cancel_and_wait
 from ..config import ControllerConfig
 from ..kube.listwatch import ListWatch
+from ..kube.raw import JsonApi
 from ..records.resource import PodEviction
 from ..sinks.base import Sink
 from . import retention
@@ -23,13 +24,13 @@ log = logging.getLogger("evictwatch.controller")
 
 class Controller:
     def __init__(
-        self, client: AsyncClient, sinks: Sequence[Sink], key: bytes, settings: ControllerConfig
+        self, client: AsyncClient, api: JsonApi, sinks: Sequence[Sink], key: bytes, settings: ControllerConfig
     ) -> None:
         self.client = client
         self.settings = settings
-        self.settler = Settler(client, sinks, key, blocked_after=settings.blockedAfterSeconds)
+        self.settler = Settler(client, api, sinks, key, blocked_after=settings.blockedAfterSeconds)
         self.queue = WorkQueue()
-        self.watch = ListWatch(client, PodEviction, self._on_record, "podevictions")
+        self.watch = ListWatch(client, PodEviction, self._on_record, "podevictions", api=api)
 
     async def _on_record(self, kind: str, record: dict[str, Any]) -> None:
         if kind == "DELETED" or self.settler.is_done(record):

@@ -27,11 +27,12 @@ from lightkube import ApiError, AsyncClient
 
 from .. import telemetry
 from ..kube.client import is_conflict, is_not_found
+from ..kube.raw import JsonApi
 from ..model.notice import notice_from_record
 from ..model.outcome import decide, parse_time
 from ..model.types import Outcome
 from ..model.why import pick_why
-from ..records.resource import PodEviction
+from ..records.crd import GROUP, KIND, PLURAL, VERSION
 from ..records.signing import verify
 from ..sinks.base import Sink, wants
 from . import context
@@ -50,12 +51,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _plain(obj: Any) -> dict[str, Any]:
-    """A record as plain JSON-like dicts (lightkube keeps metadata as an ObjectMeta)."""
-    data: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-    return data
-
-
 def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -69,23 +64,27 @@ class Result:
 
 class Settler:
     def __init__(
-        self, client: AsyncClient, sinks: Sequence[Sink], key: bytes, *, blocked_after: float
+        self, client: AsyncClient, api: JsonApi, sinks: Sequence[Sink], key: bytes, *, blocked_after: float
     ) -> None:
         self.client = client
+        self.api = api
         self.sinks = list(sinks)
         self.key = key
         self.blocked_after = blocked_after
         self._untrusted: set[str] = set()
         self._pdb_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
+    @staticmethod
+    def _path(namespace: str, name: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+
     async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = await self.client.get(PodEviction, name, namespace=namespace)
+            return await self.api.request("GET", self._path(namespace, name))
         except ApiError as error:
             if is_not_found(error):
                 return None
             raise
-        return _plain(obj)
 
     async def _budgets(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """The namespace's PDBs (listed at most once a second: a drain settles many Pods of one
@@ -93,7 +92,7 @@ class Settler:
         loop = asyncio.get_running_loop()
         cached = self._pdb_cache.get(namespace)
         if cached is None or loop.time() - cached[0] > PDB_CACHE_SECONDS:
-            cached = (loop.time(), await context.list_budgets(self.client, namespace))
+            cached = (loop.time(), await context.list_budgets(self.api, namespace))
             self._pdb_cache[namespace] = cached
             if len(self._pdb_cache) > 1024:
                 self._pdb_cache.pop(next(iter(self._pdb_cache)))
@@ -118,19 +117,15 @@ class Settler:
     async def _status_call(self, record: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """PUT the status subresource with the record's resourceVersion (optimistic concurrency)."""
         metadata = record["metadata"]
-        metadata = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata)
-        status_resource: Any = PodEviction.Status
-        body = status_resource(
-            apiVersion=record.get("apiVersion"),
-            kind=record.get("kind"),
-            metadata=metadata,
-            spec=record.get("spec"),
-            status=status,
-        )
-        result = await self.client.replace(
-            body, metadata["name"], namespace=metadata["namespace"], field_manager="evictwatch-controller"
-        )
-        return _plain(result)
+        body = {
+            "apiVersion": record.get("apiVersion") or f"{GROUP}/{VERSION}",
+            "kind": record.get("kind") or KIND,
+            "metadata": metadata,
+            "spec": record.get("spec"),
+            "status": status,
+        }
+        path = self._path(metadata["namespace"], metadata["name"]) + "/status"
+        return await self.api.request("PUT", path, body, {"fieldManager": "evictwatch-controller"})
 
     async def reconcile(self, namespace: str, name: str) -> Result:
         record = await self._get(namespace, name)
@@ -166,7 +161,7 @@ class Settler:
     ) -> dict[str, Any] | Result:
         namespace = record["metadata"]["namespace"]
         pod_name = (spec.get("pod") or {}).get("name", "")
-        pod = await context.live_pod(self.client, namespace, pod_name)
+        pod = await context.live_pod(self.api, namespace, pod_name)
         labels = (
             (spec.get("pod") or {}).get("labels") or ((pod or {}).get("metadata") or {}).get("labels") or {}
         )
@@ -183,9 +178,9 @@ class Settler:
         )
         # The rest of the context is independent: read it at once.
         owners, node, events = await asyncio.gather(
-            context.owner_chain(self.client, namespace, first_ref),
-            context.node_info(self.client, node_name),
-            context.pod_events(self.client, namespace, pod_name) if pod_name else _nothing(),
+            context.owner_chain(self.api, namespace, first_ref),
+            context.node_info(self.api, node_name),
+            context.pod_events(self.api, namespace, pod_name) if pod_name else _nothing(),
         )
         why = pick_why(events)
         new_status: dict[str, Any] = {
