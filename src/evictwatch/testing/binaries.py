@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -230,15 +230,20 @@ def say(log: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def build_command(ensure: Callable[[], object], error: type[Exception]) -> int:
+    """What each builder's ``python -m`` does: build (or find), print where, or say why not."""
+    try:
+        found = ensure()
+    except error as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
+    print(found)
+    return 0
+
+
 def main() -> int:
     """``python -m evictwatch.testing.binaries``: build (or find) and print the folder."""
-    try:
-        found = ensure_binaries()
-    except BinariesError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(found.kube_apiserver.parent)
-    return 0
+    return build_command(lambda: ensure_binaries().kube_apiserver.parent, BinariesError)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .binaries import run_with_progress, say, staged_into
+from .binaries import build_command, run_with_progress, say, staged_into
 from .controlplane import _die_with_parent
 from .helm import tools_dir
 
@@ -258,13 +257,7 @@ class CertManagerProcesses:
 
 def main() -> int:
     """``python -m evictwatch.testing.cert_manager``: build (or find) and print the folder."""
-    try:
-        found = ensure_cert_manager()
-    except CertManagerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(found.controller.parent)
-    return 0
+    return build_command(lambda: ensure_cert_manager().controller.parent, CertManagerError)
 
 
 if __name__ == "__main__":

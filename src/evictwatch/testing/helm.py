@@ -16,14 +16,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .binaries import cache_dir, run_with_progress, say, staged_into
+from .binaries import build_command, cache_dir, run_with_progress, say, staged_into
 
 HELM_VERSION = "v3.22.0"
 """The pinned release: the newest Helm 3, built with client-go v0.37 (Kubernetes 1.37, as
@@ -172,13 +171,7 @@ def template(
 
 def main() -> int:
     """``python -m evictwatch.testing.helm``: build (or find) helm and print its path."""
-    try:
-        found = ensure_helm()
-    except HelmError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(found)
-    return 0
+    return build_command(ensure_helm, HelmError)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -37,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from .binaries import run_with_progress, say, staged_into
+from .binaries import build_command, run_with_progress, say, staged_into
 from .controlplane import _die_with_parent, free_port
 from .helm import tools_dir
 
@@ -389,13 +388,7 @@ class PrometheusServer:
 
 def main() -> int:
     """``python -m evictwatch.testing.prometheus``: build (or find) Prometheus and print its path."""
-    try:
-        found = ensure_prometheus()
-    except PrometheusError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(found)
-    return 0
+    return build_command(ensure_prometheus, PrometheusError)
 
 
 if __name__ == "__main__":
