@@ -32,8 +32,8 @@ from evictwatch.report.render import render
 from evictwatch.report.sample import sample_records
 from evictwatch.report.window import Window
 from evictwatch.testing.cluster import Cluster, unique, wait_for
-from evictwatch.testing.controlplane import ControlPlane, free_port
-from evictwatch.testing.fixtures import StartOperator
+from evictwatch.testing.controlplane import ControlPlane
+from evictwatch.testing.fixtures import StartOperator, settling_operator
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 HOSTILE_USER = "<script>window.__evictwatch_xss=1</script>"
@@ -54,22 +54,7 @@ def require_chromium() -> str:
 
 @pytest.fixture
 async def operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
-    return await start_operator(
-        {
-            "self": {"namespace": cluster.namespace},
-            "controller": {
-                "blockedAfterSeconds": 4,
-                "leaderElection": {
-                    "leaseName": unique("evictwatch-report"),
-                    "leaseDurationSeconds": 4,
-                    "renewSeconds": 1,
-                },
-            },
-            "watchers": {"enabled": False},
-        },
-        record_key=b"report-test-key",
-        metrics_port=free_port(),
-    )
+    return await settling_operator(start_operator, cluster, blocked_after=4)
 
 
 async def plain_records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:

@@ -109,23 +109,30 @@ async def start_operator(control_plane: ControlPlane) -> AsyncIterator[StartOper
                 await operator.client.close()
 
 
-@pytest.fixture
-async def metrics_operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
+async def settling_operator(
+    start_operator: StartOperator, cluster: Cluster, *, blocked_after: float = 2.0
+) -> Operator:
     """An operator with its metrics port open: webhook and controller (quick to call a Pod
     Blocked, quick to elect itself), no watchers, its Lease in the test's namespace."""
     return await start_operator(
         {
             "self": {"namespace": cluster.namespace},
             "controller": {
-                "blockedAfterSeconds": 2,
+                "blockedAfterSeconds": blocked_after,
                 "leaderElection": {
-                    "leaseName": unique("evictwatch-metrics"),
+                    "leaseName": unique("evictwatch-settling"),
                     "leaseDurationSeconds": 4,
                     "renewSeconds": 1,
                 },
             },
             "watchers": {"enabled": False},
         },
-        record_key=b"metrics-test-key",
+        record_key=b"settling-test-key",
         metrics_port=free_port(),
     )
+
+
+@pytest.fixture
+async def metrics_operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
+    """:func:`settling_operator` with the defaults."""
+    return await settling_operator(start_operator, cluster)
