@@ -150,13 +150,17 @@ async def test_every_panel_answers_from_a_real_prometheus(
         top = panel(results, "Top namespaces")
         assert [row["namespace"] for row in top.table] == [cluster.namespace]
         assert any(s.labels.get("sink") for s in panel(results, "Sink deliveries and failures").series)
+        lookups = legends(panel(results, "Webhook Pod lookups"))
+        assert lookups and lookups <= {"hit", "miss", "recent", "unsynced"}, lookups
+        cached = finite_values(panel(results, "Pods in the cache"))
+        assert cached and max(cached) >= len(batch) + len(shop) - 1, cached
 
         # The command does the same from the outside (in a thread: it runs its own event loop).
         command = ["dashboard", "--prometheus", prom.url, "--since", "5m", "--scrape-interval", "1"]
         command += ["--namespace", cluster.namespace, "-o", str(tmp_path / "cli.html")]
         outcome = await asyncio.to_thread(CliRunner().invoke, main, command)
         assert outcome.exit_code == 0, outcome.output
-        assert "18 panels with queries" in outcome.output and "0 query errors" in outcome.output
+        assert "20 panels with queries" in outcome.output and "0 query errors" in outcome.output
         assert f"<td>{cluster.namespace}</td>" in (tmp_path / "cli.html").read_text()
 
         page = render_preview(model, results, window, source="Prometheus 3.16 (test)")

@@ -425,6 +425,32 @@ def dashboard() -> dict[str, Any]:
         12,
         7,
     )
+    layout.add(
+        _timeseries(
+            "Webhook Pod lookups",
+            [
+                _target(
+                    f"sum by (result) (rate(evictwatch_pod_cache_lookups_total{rate}))",
+                    "{{result}}",
+                )
+            ],
+            "Where the webhook found the evicted Pod: hit = its Pod cache (no API call); "
+            "miss, recent or unsynced = a GET (unseen, just changed, or the watch down).",
+            bars=False,
+        ),
+        12,
+        7,
+    )
+    layout.add(
+        _timeseries(
+            "Pods in the cache",
+            [_target("sum(evictwatch_pod_cache_pods)", "pods")],
+            "Pods whose facts the webhook keeps (summed over replicas); memory is about 0.7 KB each.",
+            bars=False,
+        ),
+        12,
+        7,
+    )
 
     return {
         "annotations": {
