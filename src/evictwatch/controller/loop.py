@@ -28,7 +28,7 @@ class Controller:
     ) -> None:
         self.client = client
         self.settings = settings
-        self.settler = Settler(client, api, sinks, key, blocked_after=settings.blockedAfterSeconds)
+        self.settler = Settler(api, sinks, key, blocked_after=settings.blockedAfterSeconds)
         self.queue = WorkQueue()
         self.watch = ListWatch(client, PodEviction, self._on_record, "podevictions", api=api)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import ApiError, AsyncClient
+from lightkube import ApiError
 
 from .. import telemetry
 from ..kube.client import is_conflict, is_not_found
@@ -63,10 +63,7 @@ class Result:
 
 
 class Settler:
-    def __init__(
-        self, client: AsyncClient, api: JsonApi, sinks: Sequence[Sink], key: bytes, *, blocked_after: float
-    ) -> None:
-        self.client = client
+    def __init__(self, api: JsonApi, sinks: Sequence[Sink], key: bytes, *, blocked_after: float) -> None:
         self.api = api
         self.sinks = list(sinks)
         self.key = key
