@@ -23,7 +23,7 @@ def plans(quick: bool) -> dict[str, tuple[Any, dict[str, Any]]]:
         return {
             "idle": (idle.run, {"seconds": 3.0}),
             "webhook": (webhook.run, {"requests": 20, "warmup": 5}),
-            "added_latency": (added_latency.run, {"pairs": 10, "dry_pairs": 10, "warmup": 3}),
+            "added_latency": (added_latency.run, {"pairs": 10, "warmup": 3}),
             "storm": (
                 storm.run,
                 {

@@ -67,9 +67,9 @@ async def test_webhook_bench(target: Target, tmp_path: Path) -> None:
 
 
 async def test_added_latency_bench(target: Target, tmp_path: Path) -> None:
-    await added_latency.run(target, results_dir=tmp_path, pairs=10, dry_pairs=6, warmup=2)
+    await added_latency.run(target, results_dir=tmp_path, pairs=10, warmup=2)
     data = load(tmp_path, "added_latency")
-    for series, n in (("eviction", 10), ("dry_run_eviction", 6)):
+    for series, n in (("eviction", 10), ("dry_run_eviction", 10)):
         sane_latency(data[series]["with_webhook"], n)
         sane_latency(data[series]["without_webhook"], n)
         assert "p50_ms" in data[series]["paired_difference_ms"]
@@ -77,6 +77,13 @@ async def test_added_latency_bench(target: Target, tmp_path: Path) -> None:
     assert data["completeness"]["complete"], data["completeness"]
     assert data["completeness"]["records"] == 12
     assert {"added_median_ms_under", "floor_ms", "goal_ms", "met_target"} <= set(data["targets"])
+    for write in ("create_podeviction", "create_configmap"):  # taken in the same rounds
+        sane_latency(data["api_writes_alongside"][write], 10)
+    floor = data["floor_alongside_ms"]
+    assert floor["sum"] == round(floor["do_nothing_webhook"] + floor["create_podeviction_p50"], 3)
+    assert floor["added_over_floor"] == round(
+        data["eviction"]["paired_difference_ms"]["p50_ms"] / floor["sum"], 3
+    )
     assert data["server_side_mean_ms"]["recorded"] is not None
 
 
