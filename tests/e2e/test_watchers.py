@@ -142,7 +142,16 @@ async def test_kubelet_event_alone_makes_a_record(cluster: Cluster, start: Start
     record = await record_for(cluster.client, cluster.namespace, "evented")
     assert record["spec"]["source"] == "Kubelet"
     assert record["spec"]["pressure"]["resource"] == "memory"
-    assert record["metadata"]["labels"]["evictwatch.io/pod-uid"] == pod.metadata.uid
+    assert record["spec"]["pod"]["uid"] == pod.metadata.uid
+    by_field = [
+        item.to_dict()
+        async for item in cluster.client.list(
+            PodEviction,
+            namespace=cluster.namespace,
+            fields={"spec.source": "Kubelet", "spec.pod.uid": str(pod.metadata.uid)},
+        )
+    ]
+    assert [r["metadata"]["name"] for r in by_field] == [record["metadata"]["name"]]
 
 
 async def test_scheduler_preemption(cluster: Cluster, start: Start) -> None:

@@ -27,8 +27,11 @@ from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.fixtures import LOCAL, StartOperator, merge
 
 
-async def records(kube: AsyncClient, namespace: str) -> list[dict[str, Any]]:
-    return [dict(item) async for item in kube.list(PodEviction, namespace=namespace)]
+async def records(
+    kube: AsyncClient, namespace: str, fields: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The namespace's records, filtered on the server by the CRD's selectable fields if asked."""
+    return [dict(item) async for item in kube.list(PodEviction, namespace=namespace, fields=fields)]
 
 
 async def only_record(kube: AsyncClient, namespace: str) -> dict[str, Any]:
@@ -61,7 +64,22 @@ async def test_policy_v1_eviction_is_recorded(cluster: Cluster, start_operator: 
     assert "system:masters" in spec["requester"]["groups"]
     assert spec["deleteOptions"] == {"gracePeriodSeconds": 30}
     assert record["status"]["outcome"] == "Pending"
-    assert record["metadata"]["labels"]["evictwatch.io/pod-uid"] == pod.metadata.uid
+    assert record["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "evictwatch"}
+    selected = {
+        "spec.pod.uid": str(pod.metadata.uid),
+        "spec.pod.name": "web-1",
+        "spec.pod.nodeName": node,
+        "spec.source": "EvictionAPI",
+        "spec.requester.component": spec["requester"]["component"],
+        "status.outcome": "Pending",
+    }
+    found = await records(cluster.client, cluster.namespace, selected)
+    assert [r["metadata"]["name"] for r in found] == [record["metadata"]["name"]]
+    for field, other in (("spec.pod.nodeName", "another-node"), ("status.outcome", "Evicted")):
+        assert await records(cluster.client, cluster.namespace, {**selected, field: other}) == []
+    # spec and status are atomic: one managedFields entry each, not one per leaf field
+    written = {entry["manager"]: entry["fieldsV1"] for entry in record["metadata"]["managedFields"]}
+    assert written["evictwatch"]["f:spec"] == {}
 
 
 async def test_policy_v1beta1_body_is_recorded(cluster: Cluster, start_operator: StartOperator) -> None:
@@ -118,7 +136,9 @@ async def test_missing_pod_is_recorded_with_what_the_request_carries(
     assert reply.status == 404, reply.body
     record = await only_record(cluster.client, cluster.namespace)
     assert record["spec"]["pod"] == {"name": "ghost", "found": False}
-    assert "evictwatch.io/pod-uid" not in record["metadata"]["labels"]
+    # an absent field selects as the empty string
+    found = await records(cluster.client, cluster.namespace, {"spec.pod.name": "ghost", "spec.pod.uid": ""})
+    assert [r["metadata"]["name"] for r in found] == [record["metadata"]["name"]]
 
 
 async def test_service_account_requester(cluster: Cluster, start_operator: StartOperator) -> None:

@@ -4,6 +4,14 @@ The webhook writes ``spec`` (the facts of the attempts); the controller writes `
 (the outcome and what it delivered). ``status`` defaults to ``{outcome: Pending}`` in the
 schema, so a fresh record reads as Pending without a second write from the webhook: the
 API server applies structural defaults whenever it reads the object from storage.
+
+``spec`` and ``status`` are atomic (``x-kubernetes-map-type: atomic``): for server-side apply
+each is one value owned by one writer, so the API server's managedFields bookkeeping holds one
+entry for each instead of one per leaf field. That is all we need, since each has exactly one
+writer (the webhook and the watchers replace or compare-and-swap the whole ``spec``; the
+controller replaces the whole ``status``), and it makes the webhook's record create, which an
+eviction waits for, about 0.45 ms cheaper on the project machine (bench/README.md) and every
+record about 550 bytes smaller in etcd and on every watch.
 """
 
 from __future__ import annotations
@@ -79,6 +87,7 @@ SPEC_SCHEMA = _obj(
         "pressure": _obj({"resource": _STR, "usage": _STR, "message": _STR}),
     },
     required=["pod", "source"],
+    **{"x-kubernetes-map-type": "atomic"},
 )
 
 STATUS_SCHEMA = _obj(
@@ -117,7 +126,21 @@ STATUS_SCHEMA = _obj(
         "observedGeneration": {"type": "integer", "format": "int64"},
     },
     default={"outcome": "Pending"},
+    **{"x-kubernetes-map-type": "atomic"},
 )
+
+
+SELECTABLE_FIELDS = (
+    ".spec.pod.name",
+    ".spec.pod.uid",
+    ".spec.pod.nodeName",
+    ".spec.source",
+    ".spec.requester.component",
+    ".status.outcome",
+)
+"""What ``kubectl get pev --field-selector spec.pod.nodeName=node-1,status.outcome=Blocked`` can
+filter on, on the server (Kubernetes 1.31 and newer; older servers ignore the list). Field
+selectors replace labels that would repeat these values: they cost the record's write nothing."""
 
 
 def crd_manifest() -> dict[str, Any]:
@@ -142,6 +165,7 @@ def crd_manifest() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
+                    "selectableFields": [{"jsonPath": path} for path in SELECTABLE_FIELDS],
                     "schema": {
                         "openAPIV3Schema": _obj(
                             {
