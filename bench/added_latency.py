@@ -4,8 +4,9 @@ Two namespaces of Pending Pods (the API server deletes those at once): one that 
 ``namespaceSelector`` selects, one that it excludes. Each round makes, in a random order, one
 eviction in each namespace, one ``?dryRun=All`` eviction in each (the webhook is called, as its
 ``sideEffects`` is NoneOnDryRun, but answers without any API call), and the two API writes the
-issue's floor is made of, from a lean client (aiohttp, one connection): a bare PodEviction create
-and a ConfigMap create. One client, one keep-alive HTTPS connection for the evictions.
+issue's floor is made of: a bare PodEviction create and a ConfigMap create, through the client
+the webhook writes with (``evictwatch.kube.http1``) on a connection of their own. The evictions
+go through one client, one keep-alive HTTPS connection.
 
 Reported: the median paired difference of the real evictions (covered minus excluded: what the
 webhook adds), the same for the dry runs (what calling a do-nothing webhook costs here), and the
@@ -32,10 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench import common
 from bench.common import Api, OperatorProcess, Target
+from evictwatch.kube.http1 import Http1Pool
 
 FLOOR_MS = 4.3  # a do-nothing webhook (~1.8 ms) plus one API write (~2.5 ms) on these machines
 TARGET_MS = 5.0
@@ -58,7 +58,7 @@ ROUND_STEPS = ("on", "off", "dry_on", "dry_off", "create_podeviction", "create_c
 
 async def rounds(
     api: Api,
-    lean: aiohttp.ClientSession,
+    lean: Http1Pool,
     covered: str,
     excluded: str,
     names: list[str],
@@ -66,6 +66,7 @@ async def rounds(
     *,
     rng: random.Random,
     tag: str,
+    auth: dict[str, str],
 ) -> tuple[dict[str, list[float]], list[int]]:
     """One round per name: every measured call once, in a random order; seconds per step."""
     times: dict[str, list[float]] = {step: [] for step in ROUND_STEPS}
@@ -74,10 +75,9 @@ async def rounds(
     configmaps = f"/api/v1/namespaces/{excluded}/configmaps"
 
     async def lean_create(path: str, body: dict[str, Any]) -> None:
-        async with lean.post(path, data=json.dumps(body).encode(), headers=JSON) as reply:
-            await reply.read()
-            if reply.status != 201:
-                raise RuntimeError(f"POST {path}: {reply.status}")
+        reply = await lean.request("POST", path, json.dumps(body).encode(), {**JSON, **auth})
+        if reply.status != 201:
+            raise RuntimeError(f"POST {path}: {reply.status}")
 
     async def call(step: str, name: str, dry: str, own: str) -> int:
         if step in ("on", "off", "dry_on", "dry_off"):
@@ -116,27 +116,28 @@ def bare_record(name: str) -> dict[str, Any]:
     }
 
 
-JSON = {"Content-Type": "application/json"}
+JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 async def get_pod_ms(target: Target, namespace: str, pod: str, count: int) -> dict[str, Any]:
-    """A Pod GET from a lean client (aiohttp, one connection): the webhook's lookup without its cache."""
-    connector = aiohttp.TCPConnector(ssl=target.context, limit=1)
-    async with aiohttp.ClientSession(
-        connector=connector, base_url=target.url, headers=target.headers()
-    ) as http:
+    """A Pod GET from a lean client: the webhook's lookup without its cache."""
+    pool = Http1Pool(target.url, target.context, size=1)
 
-        async def timed() -> float:
-            started = time.perf_counter()
-            async with http.get(f"/api/v1/namespaces/{namespace}/pods/{pod}") as reply:
-                await reply.read()
-                if reply.status != 200:
-                    raise RuntimeError(f"GET Pod {namespace}/{pod}: {reply.status}")
-            return time.perf_counter() - started
+    async def timed() -> float:
+        started = time.perf_counter()
+        reply = await pool.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}", None, target.headers()
+        )
+        if reply.status != 200:
+            raise RuntimeError(f"GET Pod {namespace}/{pod}: {reply.status}")
+        return time.perf_counter() - started
 
+    try:
         for _ in range(10):
             await timed()
         return common.latency_ms([await timed() for _ in range(count)])
+    finally:
+        await pool.close()
 
 
 def summarise(on: list[float], off: list[float]) -> dict[str, Any]:
@@ -167,14 +168,9 @@ async def run(
 ) -> dict[str, Any]:
     run_id = common.short_id()
     rng = random.Random(seed)
-    lean_connector = aiohttp.TCPConnector(ssl=target.context, limit=1)
-    async with (
-        Api(target) as setup,
-        Api(target, connections=1) as api,
-        aiohttp.ClientSession(
-            connector=lean_connector, base_url=target.url, headers=target.headers()
-        ) as lean,
-    ):
+    # The floor's writes go through the client the webhook writes with, one connection.
+    lean = Http1Pool(target.url, target.context, size=1)
+    async with Api(target) as setup, Api(target, connections=1) as api:
         covered = await setup.create_namespace(f"ewb-{run_id}-on", {"evictwatch.io/bench-run": run_id})
         excluded = await setup.create_namespace(f"ewb-{run_id}-off")
         names = [f"p-{i:05d}" for i in range(warmup + pairs)]
@@ -196,10 +192,28 @@ async def run(
             await wait_webhook_active(api, operator, covered, dry_names[0])
             if pod_cache:
                 await asyncio.sleep(1.5)  # the cache uses a Pod's facts once they are a second old
-            await rounds(api, lean, covered, excluded, names[:warmup], dry_names, rng=rng, tag="warm")
+            await rounds(
+                api,
+                lean,
+                covered,
+                excluded,
+                names[:warmup],
+                dry_names,
+                rng=rng,
+                tag="warm",
+                auth=target.headers(),
+            )
             usage_sampler = common.Sampler(operator.pid).start()
             times, statuses = await rounds(
-                api, lean, covered, excluded, names[warmup:], dry_names, rng=rng, tag="run"
+                api,
+                lean,
+                covered,
+                excluded,
+                names[warmup:],
+                dry_names,
+                rng=rng,
+                tag="run",
+                auth=target.headers(),
             )
             usage = await usage_sampler.stop()
             samples = await operator.metrics()
@@ -209,6 +223,7 @@ async def run(
             get_pod = await get_pod_ms(target, excluded, dry_names[0], max(10, min(pairs, 100)))
         finally:
             await operator.stop(setup)
+            await lean.close()
         for namespace in (covered, excluded):
             await setup.delete_namespace(namespace)
     return report(
@@ -271,7 +286,7 @@ def report(
             "client": "httpx2, one keep-alive HTTPS connection, admin client certificate",
             "how": "rounds in a random order: an eviction in a namespace the webhook's namespaceSelector "
             "selects and in one it excludes, the same two as dry runs, a bare PodEviction create and a "
-            "ConfigMap create from a lean aiohttp client",
+            "ConfigMap create from a lean client (evictwatch.kube.http1, as the webhook's write)",
             "operator": "separate process; controller and watchers " + ("on" if with_controller else "off"),
             "failurePolicy": "Ignore (default)",
             "pod_cache": pod_cache,
