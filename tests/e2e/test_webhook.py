@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from evictwatch import telemetry
 from evictwatch.capture.podcache import QUIET_SECONDS
 from evictwatch.config import Config, parse_config
 from evictwatch.kube.client import from_manifest
+from evictwatch.logsetup import JsonFormatter
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing.cluster import Cluster
@@ -80,6 +82,25 @@ async def test_policy_v1_eviction_is_recorded(cluster: Cluster, start_operator: 
     # spec and status are atomic: one managedFields entry each, not one per leaf field
     written = {entry["manager"]: entry["fieldsV1"] for entry in record["metadata"]["managedFields"]}
     assert written["evictwatch"]["f:spec"] == {}
+
+
+async def test_each_recorded_attempt_logs_one_structured_line(
+    cluster: Cluster, start_operator: StartOperator, caplog: pytest.LogCaptureFixture
+) -> None:
+    await start_operator()
+    caplog.set_level(logging.INFO, logger="evictwatch.webhook")
+    for _ in range(2):
+        reply = await cluster.evict("gone-twice")
+        assert reply.status == 404, reply.body
+    lines = [r for r in caplog.records if r.name == "evictwatch.webhook" and "recorded in" in r.getMessage()]
+    assert [getattr(r, "attempts", None) for r in lines] == [1, 2]
+    record = await only_record(cluster.client, cluster.namespace)
+    for line in lines:
+        data = json.loads(JsonFormatter().format(line))
+        assert data["namespace"] == cluster.namespace and data["pod"] == "gone-twice"
+        assert data["requester"] == "admin" and data["record"] == record["metadata"]["name"]
+        assert data["level"] == "info" and 0 < data["handling_ms"] < 5000
+        assert f"at {cluster.namespace}/gone-twice by admin" in data["message"]
 
 
 async def test_policy_v1beta1_body_is_recorded(cluster: Cluster, start_operator: StartOperator) -> None:
