@@ -9,10 +9,15 @@ writes the request bytes and parses the answer with ``bytes.find`` (bench/README
 What it speaks is what the API server answers: ``Content-Length`` or ``chunked`` bodies, no
 compression (we send no ``Accept-Encoding``), ``Connection: close`` honoured. One request per
 connection at a time; idle connections are kept (last used first) and reused, up to ``size``
-at once. A call on a reused connection that the server had closed meanwhile (it drops idle ones
-after a while) is sent once more on a fresh connection, as aiohttp and Go's client do. A
-connection that fails, times out or is cancelled mid-call is closed, never reused, so a late
-answer can never be read as the next call's. Watches stay on aiohttp (:meth:`JsonApi.stream`).
+at once, for at most :data:`IDLE_SECONDS` (the API server drops them at 90 s). A server's close
+of an idle connection is seen when it happens, and the connection is dropped then. If a close
+still races a call (no byte of the answer came back), only an idempotent call is sent again,
+as Go's client does: a POST or PATCH may have been applied before the server went away, and
+sending it twice would count an eviction attempt twice. A connection that fails, times out or
+is cancelled mid-call is closed, never reused, so a late answer can never be read as the next
+call's. The request target is percent-encoded where it holds anything but URI characters, so
+a name from a request (an Eviction's Pod name is not validated before webhooks run) can never
+split the request. Watches stay on aiohttp (:meth:`JsonApi.stream`).
 """
 
 from __future__ import annotations
@@ -22,10 +27,20 @@ import socket
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 MAX_HEAD = 64 * 1024
 """Largest status line and headers we accept; the API server's are a few hundred bytes."""
+
+IDLE_SECONDS = 60.0
+"""An idle connection older than this is closed rather than reused: the API server closes idle
+connections after 90 s, and a call must not race that close."""
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods sent again when a reused connection closed without answering (Go's rule)."""
+
+_URI_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
+"""RFC 3986 reserved and unreserved characters, and ``%`` (escapes stay as they are)."""
 
 
 class ProtocolError(ConnectionError):
@@ -33,7 +48,12 @@ class ProtocolError(ConnectionError):
 
 
 class ServerClosed(ConnectionError):
-    """The connection ended before any byte of the answer: safe to send the call again."""
+    """The connection ended before any byte of the answer came back. The server may still have
+    read and applied the call, so only an idempotent one is safe to send again."""
+
+
+class ConnectFailed(ConnectionError):
+    """No connection could be opened: the call was never sent, so it is safe to send again."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ class _Connection(asyncio.Protocol):
         self._chunks = bytearray()
         self._scan = 0  # where the next chunk header starts, in ``_buffer``
         self.reusable = True
+        self.idle_since = 0.0
 
     # ---- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -123,7 +144,7 @@ class _Connection(asyncio.Protocol):
             raise ProtocolError(f"unexpected interim answer {status}")
         if status in (204, 304):
             return self._finish(b"", self._body_start)
-        if "chunked" in headers.get("transfer-encoding", ""):
+        if _chunked(headers):
             return self._parse_chunked()
         length = headers.get("content-length")
         if length is None:
@@ -132,6 +153,8 @@ class _Connection(asyncio.Protocol):
             size = int(length)
         except ValueError:
             raise ProtocolError(f"bad Content-Length {length!r}") from None
+        if size < 0:
+            raise ProtocolError(f"bad Content-Length {length!r}")
         end = self._body_start + size
         if len(self._buffer) < end:
             return None
@@ -148,6 +171,8 @@ class _Connection(asyncio.Protocol):
                 size = int(size_text, 16)
             except ValueError:
                 raise ProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+            if size < 0:
+                raise ProtocolError(f"bad chunk size {size_text[:20]!r}")
             if size == 0:
                 end = buffer.find(b"\r\n\r\n", line_end)  # after the trailers (none, usually)
                 if end < 0:
@@ -162,7 +187,7 @@ class _Connection(asyncio.Protocol):
     def _until_close(self) -> bool:
         assert self._head is not None
         headers = self._head[1]
-        return "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+        return "content-length" not in headers and not _chunked(headers)
 
     def _finish(self, body: bytes, end: int | None) -> Reply:
         """The answer, given its body and where it ends in the buffer (None: at the close)."""
@@ -171,6 +196,18 @@ class _Connection(asyncio.Protocol):
         if end is None or end != len(self._buffer) or headers.get("connection", "").lower() == "close":
             self.reusable = False  # delimited by the close, followed by stray bytes, or announced
         return Reply(status, headers, body)
+
+
+def _chunked(headers: Mapping[str, str]) -> bool:
+    return "chunked" in headers.get("transfer-encoding", "").lower()
+
+
+def _request_target(target: str) -> str:
+    """``target`` with every character that may not appear in a request line percent-encoded
+    (spaces, control characters such as CR and LF, anything beyond ASCII as UTF-8)."""
+    if target.isascii() and target.isprintable() and " " not in target:
+        return target
+    return quote(target, safe=_URI_SAFE)
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -212,29 +249,47 @@ class Http1Pool:
         self._timeout = timeout
         self._socket_options = socket_options
         self._open: set[_Connection] = set()
+        self._closed = False
         self.connections_made = 0
         """How many connections were opened so far (tests read it to see reuse)."""
 
     async def request(
         self, method: str, target: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> Reply:
-        """Send ``method target`` (a path with its query, under the server URL's path)."""
-        head = [f"{method} {self._prefix}{target} HTTP/1.1\r\nHost: {self._authority}\r\n"]
+        """Send ``method target`` (a path with its query, under the server URL's path).
+
+        Raises :class:`ConnectFailed` when no connection could be opened (the call was not
+        sent), ``TimeoutError`` past the pool's timeout (waiting for a connection included),
+        and another ``ConnectionError`` when the connection failed after the call was sent.
+        """
+        head = [f"{method} {self._prefix}{_request_target(target)} HTTP/1.1\r\nHost: {self._authority}\r\n"]
         for name, value in (headers or {}).items():
+            if any(c in value for c in "\r\n\0") or any(c in name for c in " :\r\n\0"):
+                raise ValueError(f"header {name!r} holds a character a header may not hold")
             head.append(f"{name}: {value}\r\n")
         head.append(f"Content-Length: {len(body) if body else 0}\r\n\r\n")
         data = "".join(head).encode("latin-1") + (body or b"")
-        async with self._slots, asyncio.timeout(self._timeout):
-            while self._idle:
-                connection = self._idle.pop()
-                if connection.closed or not connection.reusable:
-                    self._forget(connection)
-                    continue
+        replayable = method.upper() in IDEMPOTENT
+        async with asyncio.timeout(self._timeout), self._slots:
+            while connection := self._reusable():
                 try:
                     return await self._call(connection, data)
                 except ServerClosed:
-                    continue  # closed while idle: the call was not read; try another
+                    if not replayable:
+                        raise
+                    # closed as we sent: nothing was answered and the call may be repeated
             return await self._call(await self._connect(), data)
+
+    def _reusable(self) -> _Connection | None:
+        """The most recently used idle connection that may still be used; closes stale ones."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed and connection.reusable and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
+            self._forget(connection)
+        return None
 
     async def _call(self, connection: _Connection, data: bytes) -> Reply:
         try:
@@ -243,7 +298,8 @@ class Http1Pool:
             connection.close()  # mid-call failure or cancellation: never reuse it
             self._forget(connection)
             raise
-        if connection.reusable and not connection.closed:
+        if connection.reusable and not connection.closed and not self._closed:
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.append(connection)
         else:
             connection.close()
@@ -256,14 +312,22 @@ class Http1Pool:
             self._idle.remove(connection)
 
     async def _connect(self) -> _Connection:
+        if self._closed:
+            raise ConnectFailed("the pool is closed")
         loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(
-            lambda: _Connection(self._forget),
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            server_hostname=self._host if self._ssl is not None else None,
-        )
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(self._forget),
+                self._host,
+                self._port,
+                ssl=self._ssl,
+                server_hostname=self._host if self._ssl is not None else None,
+            )
+        except OSError as error:  # refused, unreachable, TLS handshake failed
+            raise ConnectFailed(f"cannot connect to {self._authority}: {error}") from error
+        if self._closed:  # closed while we were connecting
+            connection.close()
+            raise ConnectFailed("the pool is closed")
         sock = connection.transport.get_extra_info("socket") if connection.transport else None
         if sock is not None:
             for level, option, value in self._socket_options:
@@ -273,6 +337,7 @@ class Http1Pool:
         return connection
 
     async def close(self) -> None:
+        self._closed = True
         for connection in list(self._open):
             connection.close()
         self._open.clear()

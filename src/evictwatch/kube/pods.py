@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from lightkube import ApiError
 
 from ..model.podfacts import pod_info_from_json
@@ -13,7 +15,10 @@ from .raw import JsonApi
 async def lookup_pod(api: JsonApi, namespace: str, name: str) -> PodInfo:
     """The Pod as it is now, or a ``PodInfo`` with ``exists=False`` when there is none."""
     try:
-        pod = await api.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+        # The name comes from the Eviction, which nothing has validated before webhooks run.
+        pod = await api.request(
+            "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+        )
     except ApiError as error:
         if is_not_found(error):
             return PodInfo(name=name, namespace=namespace, exists=False)

@@ -33,7 +33,7 @@ from lightkube.config.client_adapter import verify_cluster
 from lightkube.core.exceptions import ApiError
 from lightkube.core.generic_client import transform_exception
 
-from .http1 import Http1Pool, keepalive_options
+from .http1 import IDEMPOTENT, ConnectFailed, Http1Pool, keepalive_options
 
 
 class JsonApi:
@@ -100,8 +100,11 @@ class JsonApi:
                 reply = await self._pool_for_call().request(method, target, data, headers)
             except TimeoutError as error:
                 raise ConnectionError(f"{method} {path}: no answer within {CALL_TIMEOUT:.0f} s") from error
-            except OSError as error:  # ConnectionError and the like; the pool already retried stale ones
-                if not retry:  # a fresh connection that failed (an API server restarting): once more
+            except OSError as error:  # ConnectionError and the like
+                # Once more if the call was never sent (no connection: an API server restarting),
+                # or if sending it twice is harmless; a POST or PATCH that may have been applied
+                # is not repeated (a create or an attempt would be counted twice).
+                if not retry and (isinstance(error, ConnectFailed) or method in IDEMPOTENT):
                     continue
                 raise ConnectionError(f"{method} {path}: {type(error).__name__}: {error}") from error
             if reply.status == 401 and self._token_file is not None and not retry:
@@ -133,7 +136,7 @@ class JsonApi:
 
     @property
     def fast(self) -> bool:
-        """Whether calls go through aiohttp (False: lightkube's client, for exec plugins and the like)."""
+        """Whether calls go through our own clients (False: lightkube's, for exec plugins and the like)."""
         return self._fast
 
     @contextlib.asynccontextmanager

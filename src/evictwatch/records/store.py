@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from lightkube import ApiError, AsyncClient
 
@@ -129,8 +130,8 @@ class RecordStore:
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
     def _path(self, namespace: str, name: str = "") -> str:
-        base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-        return f"{base}/{name}" if name else base
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
+        return f"{base}/{quote(name, safe='')}" if name else base
 
     async def _create(self, body: dict[str, Any]) -> bool:
         """POST the record; False when one of that name exists already (409)."""
