@@ -3,9 +3,9 @@
 Two namespaces of Pending Pods (the API server deletes those at once): one that the webhook's
 ``namespaceSelector`` selects, one that it excludes. Each round makes, in a random order, one
 eviction in each namespace, one ``?dryRun=All`` eviction in each (the webhook is called, as its
-``sideEffects`` is NoneOnDryRun, but answers without any API call), and the two API writes the
-issue's floor is made of: a bare PodEviction create and a ConfigMap create, through the client
-the webhook writes with (``evictwatch.kube.http1``) on a connection of their own. The evictions
+``sideEffects`` is NoneOnDryRun, but answers without any API call), and two API writes through
+the client the webhook writes with (``evictwatch.kube.http1``) on a connection of their own: a
+bare PodEviction create (the floor's write) and a ConfigMap create (for comparison). The evictions
 go through one client, one keep-alive HTTPS connection.
 
 Reported: the median paired difference of the real evictions (covered minus excluded: what the

@@ -139,8 +139,9 @@ SELECTABLE_FIELDS = (
     ".status.outcome",
 )
 """What ``kubectl get pev --field-selector spec.pod.nodeName=node-1,status.outcome=Blocked`` can
-filter on, on the server (Kubernetes 1.31 and newer; older servers ignore the list). Field
-selectors replace labels that would repeat these values: they cost the record's write nothing."""
+filter on, on the server. Field selectors on custom resources are on by default since
+Kubernetes 1.31 (GA in 1.32), which the chart therefore requires; they replace labels that would
+repeat these values and cost the record's write nothing."""
 
 
 def crd_manifest() -> dict[str, Any]:
