@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,9 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    arrived: float = 0.0
+    """``time.monotonic()`` when the request came in (a request whose body never fully came,
+    its sender killed mid-way, is not recorded at all)."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -37,8 +41,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def _handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         body = await request.read()
-        self.requests.append(Received(request.path, dict(request.headers), body))
+        self.requests.append(Received(request.path, dict(request.headers), body, arrived))
         self.arrived.set()
         if self.delay:
             await asyncio.sleep(self.delay)
