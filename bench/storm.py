@@ -193,6 +193,7 @@ async def run(
     record_pods = {((r.get("spec") or {}).get("pod") or {}).get("name") for r in records}
     outcomes: dict[str, int] = {}
     settle: dict[str, list[float]] = {}
+    blocked_waits: list[float] = []  # outcomeTime - lastAttemptTime, both the operator's clock
     for r in records:
         status = r.get("status") or {}
         outcome = str(status.get("outcome"))
@@ -201,6 +202,10 @@ async def run(
         when = parse_time(status.get("outcomeTime"))
         if when is not None and pod in last_attempt:
             settle.setdefault(outcome, []).append(when - last_attempt[pod])
+        last = parse_time((r.get("spec") or {}).get("lastAttemptTime"))
+        # A record called Blocked before a late retry keeps its first outcomeTime: skip those.
+        if outcome == "Blocked" and when is not None and last is not None and when >= last:
+            blocked_waits.append(when - last)
     expected_blocked = len([n for n in names if group_of[n] in blocked])
     evicted = statuses.get("201", 0)
     all_settle = [x for values in settle.values() for x in values]
@@ -235,6 +240,10 @@ async def run(
             "seconds_until_all_settled_after_drain": round(all_settled, 2),
             "settle_latency": common.latency_ms(all_settle),
             "settle_latency_by_outcome": {k: common.latency_ms(v) for k, v in settle.items()},
+            "blocked_after_last_attempt_min_ms": round(min(blocked_waits) * 1000, 3)
+            if blocked_waits
+            else None,
+            "blocked_after_last_attempt_n": len(blocked_waits),
             "outcomes": outcomes,
             "expected_outcomes": {"Evicted": pods - expected_blocked, "Blocked": expected_blocked},
         },

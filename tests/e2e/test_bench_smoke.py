@@ -108,8 +108,12 @@ async def test_storm_bench(target: Target, tmp_path: Path) -> None:
     assert completeness["attempts_in_records"] == completeness["attempts_reached_webhook"] == 40
     assert completeness["records_lost_metric"] == 0
     sane_latency(results["settle_latency"], 20)
-    # A Blocked outcome waits blockedAfterSeconds after the last attempt by construction.
-    assert results["settle_latency_by_outcome"]["Blocked"]["p50_ms"] >= 900
+    # A Blocked outcome waits blockedAfterSeconds after the last recorded attempt, by construction.
+    # Both times are the operator's: the client's clock sees the answer later (by the API server's
+    # PDB check), and a retry that comes after the Pod was called Blocked keeps the first
+    # outcomeTime, so the client-side settle latency is no fit for this check.
+    assert results["blocked_after_last_attempt_n"] >= 1
+    assert results["blocked_after_last_attempt_min_ms"] >= 1000
     assert results["wall_seconds"] >= results["first_pass_seconds"] > 0
     assert data["operator"]["rss_mb_max"] > 0
 
