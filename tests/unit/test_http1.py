@@ -284,6 +284,7 @@ async def test_answers_that_end_the_connection_are_read_and_the_connection_dropp
         b"HTTP/1.1 100 Continue\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n",
     ],
 )
 async def test_what_is_not_http_is_a_protocol_error_and_the_connection_is_not_reused(garbage: bytes) -> None:

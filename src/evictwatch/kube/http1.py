@@ -181,6 +181,8 @@ class _Connection(asyncio.Protocol):
             data_end = line_end + 2 + size
             if len(buffer) < data_end + 2:
                 return None
+            if buffer[data_end : data_end + 2] != b"\r\n":
+                raise ProtocolError(f"a chunk of {size} bytes is not followed by CR LF")
             self._chunks += buffer[line_end + 2 : data_end]
             self._scan = data_end + 2
 

@@ -70,15 +70,13 @@ class JsonApi:
             headers["Content-Type"] = content_type
         return headers
 
-    def _session_for_call(self) -> aiohttp.ClientSession:
+    def _stream_session(self) -> aiohttp.ClientSession:
+        """The session for watch streams only (calls have their own pool); one stream per connection."""
         if self._session is None or self._session.closed:
-            # Watches only (calls have their own pool); one stream per connection.
             connector = aiohttp.TCPConnector(
                 ssl=self._ssl, limit=POOL_SIZE, keepalive_timeout=60, socket_factory=keepalive_socket
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=10), json_serialize=json.dumps
-            )
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     async def request(
@@ -153,7 +151,7 @@ class JsonApi:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
         url = self._base + path
         try:
-            async with self._session_for_call().get(url, headers=self._headers(), timeout=timeout) as reply:
+            async with self._stream_session().get(url, headers=self._headers(), timeout=timeout) as reply:
                 if reply.status >= 400:
                     if reply.status == 401 and self._token_file is not None:
                         self._bearer = None  # rotated by the kubelet: the caller's retry reads it again
