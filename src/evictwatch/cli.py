@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 import httpx2
@@ -18,7 +19,9 @@ from lightkube import AsyncClient
 
 from . import views
 from .config import ConfigError, load_config_file
+from .kube.api import JsonApi
 from .kube.client import KubeConfigError, error_message, status_code
+from .kube.listwatch import ListWatch
 from .logsetup import setup_logging
 from .model.types import Outcome, Source
 from .records.install import CrdMissing
@@ -235,8 +238,7 @@ def describe(target: str, kubeconfig: str | None) -> None:
 @kubeconfig_option
 def watch(namespace: str | None, timeout: float | None, kubeconfig: str | None) -> None:
     """Stream evictions as they are recorded and as they settle."""
-    from .kube.listwatch import ListWatch
-    from .records.resource import PodEviction
+    from .records import crd
 
     last: dict[str, tuple[str, int]] = {}
 
@@ -255,13 +257,16 @@ def watch(namespace: str | None, timeout: float | None, kubeconfig: str | None) 
 
     async def follow() -> None:
         client = _client(kubeconfig)
+        api = JsonApi(client)
         click.echo("   ".join(views.COLUMNS))
-        lw = ListWatch(client, PodEviction, show, "cli-watch", namespace=namespace)
+        where = f"/namespaces/{quote(namespace, safe='')}" if namespace else ""
+        lw = ListWatch(api, f"/apis/{crd.GROUP}/{crd.VERSION}{where}/{crd.PLURAL}", show, "cli-watch")
         try:
             await asyncio.wait_for(lw.run(), timeout)
         except TimeoutError:
             pass
         finally:
+            await api.close()
             await client.close()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -23,9 +23,7 @@ from typing import Any
 
 import httpx2
 from aiohttp import web
-from lightkube import ApiError, AsyncClient
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Namespace
+from lightkube import AsyncClient
 from prometheus_client.exposition import choose_encoder
 
 from . import telemetry
@@ -39,7 +37,10 @@ from .capture.webhook import EvictionWebhook
 from .config import Config, ConfigError
 from .controller.leader import LeaderElector
 from .controller.loop import Controller
-from .kube.client import is_conflict, make_client
+from .kube.api import JsonApi
+from .kube.client import make_client
+from .kube.errors import Conflict
+from .records.cache import RecordCache
 from .records.install import ensure_crd
 from .records.signing import load_key
 from .records.store import RecordStore
@@ -82,27 +83,34 @@ class Operator:
     _elector: LeaderElector | None = None
     _http: httpx2.AsyncClient | None = None
     _store: RecordStore | None = None
+    api: JsonApi | None = None
+    records: RecordCache | None = None
     pod_cache: PodFactsCache | None = None
-    _pod_cache_task: asyncio.Task[None] | None = None
+    """The process's one Pod watch: the webhook's lookups (``webhook.podCache``), the
+    controller's Pod states and the watchers' sightings."""
+    _caches: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         self.config.check_environment(self.environ)
         load_handlers(self.handler_modules, self.handler_files)
         settings = self.config.webhook
         self.client = self.client or make_client(self.kubeconfig)
+        api = self.api = JsonApi(self.client)
         if self.install_crd:
-            await ensure_crd(self.client)
+            await ensure_crd(api)
         key = self.record_key or load_key(self.environ)
-        store = self._store = RecordStore(self.client, key)
+        # One watch per kind per process, shared by the webhook, the watchers and the controller.
+        self.records = RecordCache(api)
+        self._caches.append(asyncio.create_task(self.records.run(), name="cache-podevictions"))
+        store = self._store = RecordStore(api, key, records=self.records)
         capture_filter = CaptureFilter(self.config.capture, self.config.self)
         context = self._tls_context()
-        lookup = None
-        if settings.podCache:
-            # Every replica serves reviews, so every replica keeps its own cache.
-            self.pod_cache = PodFactsCache(self.client, store.api)
-            self._pod_cache_task = asyncio.create_task(self.pod_cache.run(), name="pod-cache")
-            lookup = self.pod_cache.lookup
-        webhook = EvictionWebhook(self.client, capture_filter, store, lookup=lookup)
+        acting = self.config.controller.enabled or self.config.watchers.enabled
+        if settings.podCache or acting:
+            self.pod_cache = PodFactsCache(api)
+            self._caches.append(asyncio.create_task(self.pod_cache.run(), name="pod-cache"))
+        lookup = self.pod_cache.lookup if settings.podCache and self.pod_cache is not None else None
+        webhook = EvictionWebhook(capture_filter, store, lookup=lookup)
         reloader = None
         if not self.self_signed:
             assert settings.certFile is not None and settings.keyFile is not None
@@ -122,7 +130,7 @@ class Operator:
             manifest = registration.webhook_configuration(
                 settings, registration.url_client_config(self.webhook_url, self.ca_pem)
             )
-            await registration.register(self.client, manifest)
+            await registration.register(api, manifest)
             self._registered = True
             log.info(
                 "registered ValidatingWebhookConfiguration %s -> %s",
@@ -131,16 +139,24 @@ class Operator:
             )
         if self.config.metricsPort or self.metrics_port:
             await self._start_metrics()
-        if self.config.controller.enabled or self.config.watchers.enabled:
+        if acting:
+            assert self.pod_cache is not None
             self._http = httpx2.AsyncClient()
             sinks = build_sinks(self.config, self.client, self._http, self.environ)
+            watching = self.config.watchers
             if self.config.controller.enabled:
-                self.controller = Controller(self.client, store.api, sinks, key, self.config.controller)
-            if self.config.watchers.enabled:
-                watchers = self.config.watchers
-                self.watchers = Watchers(
-                    self.client, store, capture_filter, pods=watchers.pods, events=watchers.events
+                self.controller = Controller(
+                    self.client,
+                    api,
+                    self.records,
+                    self.pod_cache,
+                    sinks,
+                    key,
+                    self.config.controller,
+                    events=watching.enabled and watching.events,
                 )
+            if watching.enabled and watching.pods:
+                self.watchers = Watchers(store, self.records, self.pod_cache, capture_filter)
             if self.config.controller.leaderElection.enabled:
                 await self._ensure_namespace(self.config.self.namespace)
             self._background = asyncio.create_task(self._lead(), name="leader")
@@ -173,9 +189,7 @@ class Operator:
                 if self.controller is not None:
                     tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
                 if self.watchers is not None:
-                    tasks.extend(
-                        asyncio.create_task(w.run(), name=f"watch-{w.name}") for w in self.watchers.watches
-                    )
+                    tasks.append(asyncio.create_task(self.watchers.run(), name="watchers"))
                 waiter = asyncio.create_task(lost.wait(), name="lost")
                 done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
                 tasks.append(waiter)
@@ -199,12 +213,13 @@ class Operator:
         """Local runs may lack the namespace that holds the Lease; in a cluster the chart makes it."""
         if not self.self_signed:
             return
-        assert self.client is not None
-        try:
-            await self.client.create(Namespace(metadata=ObjectMeta(name=name)))
-        except ApiError as error:
-            if not is_conflict(error):
-                raise
+        assert self.api is not None
+        with contextlib.suppress(Conflict):
+            await self.api.request(
+                "POST",
+                "/api/v1/namespaces",
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+            )
 
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.config.webhook
@@ -262,15 +277,14 @@ class Operator:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._background
             self._background = None
-        if self._pod_cache_task is not None:
-            await cancel_and_wait([self._pod_cache_task])
-            self._pod_cache_task = None
+        await cancel_and_wait(self._caches)
+        self._caches = []
         if self._elector is not None:
             await self._elector.release()
             self._elector = None
-        if self._registered and self.client is not None:
+        if self._registered and self.api is not None:
             try:
-                await registration.unregister(self.client, self.config.webhook.configurationName)
+                await registration.unregister(self.api, self.config.webhook.configurationName)
                 log.info("removed ValidatingWebhookConfiguration %s", self.config.webhook.configurationName)
             except Exception as error:  # noqa: BLE001 - shutdown goes on
                 log.warning("could not remove the webhook configuration: %s", error)
@@ -283,8 +297,9 @@ class Operator:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        if self._store is not None:
-            await self._store.api.close()
+        if self.api is not None:
+            await self.api.close()
+            self.api = None
             self._store = None
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -89,3 +89,16 @@ POD_CACHE_PODS = Gauge(
     "Pods the webhook's Pod-facts cache holds.",
     registry=REGISTRY,
 )
+CACHE_OBJECTS = Gauge(
+    "evictwatch_cache_objects",
+    "Objects held by each watch-fed cache (nodes, poddisruptionbudgets, events, podevictions, owners).",
+    ["cache"],
+    registry=REGISTRY,
+)
+CACHE_FALLBACKS = Counter(
+    "evictwatch_cache_fallbacks_total",
+    "Reads that went to the API server because a cache could not know yet, by kind and why "
+    "(unsynced, unseen, owner: first read of an owner).",
+    ["kind", "why"],
+    registry=REGISTRY,
+)

@@ -15,12 +15,12 @@ from evictwatch.controller.workqueue import WorkQueue
 from evictwatch.model.admission import ReviewError, decode_eviction, parse_review
 from evictwatch.model.notice import notice_from_record
 from evictwatch.model.outcome import decide
-from evictwatch.model.podfacts import parse_pressure, sighting_from_event, sighting_from_pod
+from evictwatch.model.podfacts import parse_pressure, sighting_from_pod
 from evictwatch.model.record import PodInfo, Sighting, merge_api_attempt, merge_sighting, record_name
 from evictwatch.model.requester import build_requester, parse_service_account, recognise_component
 from evictwatch.model.selector import matches
 from evictwatch.model.types import Component, EvictionAttempt, Outcome, Requester, ServiceAccountRef, Source
-from evictwatch.model.why import pick_why
+from evictwatch.model.why import explains, pick_why
 from evictwatch.records.signing import SIGNATURE_ANNOTATION, signature, verify
 from evictwatch.sinks.base import wants
 from evictwatch.sinks.slack import slack_message
@@ -248,15 +248,18 @@ def test_sightings_from_pods_and_events() -> None:
     )
     pod["status"]["conditions"][0]["status"] = "False"
     assert sighting_from_pod(pod, "now") is None
-    cancel = {
-        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "n"},
-        "reason": "TaintManagerEviction",
-        "message": "Cancelling deletion of Pod n/p",
-    }
-    assert sighting_from_event(cancel, "now") is None
-    cancel["message"] = "Marking for deletion Pod n/p"
-    marked = sighting_from_event(cancel, "now")
-    assert marked is not None and marked.source is Source.TAINT_MANAGER
+
+
+def test_an_event_explains_only_when_its_writer_may_say_so() -> None:
+    forged = {"reason": "Preempted", "message": "by the attacker", "source": {"component": "someone"}}
+    assert not explains(forged) and pick_why([forged]) is None
+    forged["reportingController"] = "default-scheduler"
+    assert explains(forged)
+    kubelet = {"reason": "Evicted", "message": "low on memory", "source": {"component": "kubelet"}}
+    assert pick_why([kubelet]) is not None
+    assert pick_why([{**kubelet, "source": {"component": "kubectl"}}]) is None
+    taint = {"reason": "TaintManagerEviction", "source": {"component": "taint-eviction-controller"}}
+    assert explains(taint) and not explains({**taint, "source": {"component": "me"}})
 
 
 def test_record_names_and_merges() -> None:

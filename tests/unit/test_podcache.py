@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from lightkube import AsyncClient
-
 from evictwatch.capture.podcache import PodFactsCache
-from evictwatch.kube.raw import JsonApi
+from evictwatch.kube.api import JsonApi
 
 
 class FakeApi:
@@ -40,7 +38,7 @@ def pod(name: str, *, uid: str = "u1", labels: dict[str, str] | None = None) -> 
 
 def make() -> tuple[PodFactsCache, FakeApi, Clock]:
     api, clock = FakeApi(), Clock()
-    cache = PodFactsCache(cast(AsyncClient, None), cast(JsonApi, api), clock=clock)
+    cache = PodFactsCache(cast(JsonApi, api), clock=clock)
     return cache, api, clock
 
 
@@ -125,3 +123,43 @@ async def test_while_the_watch_is_down_even_a_quiet_pod_is_read_again() -> None:
     cache.watch.live = True
     assert (await cache.lookup("ns", "web-1")).uid == "u1"
     assert len(api.gets) == 1
+
+
+def disrupted(name: str, reason: str, *, uid: str = "u1", terminating: bool = False) -> dict[str, Any]:
+    obj = pod(name, uid=uid)
+    obj["status"]["conditions"] = [
+        {"type": "DisruptionTarget", "status": "True", "reason": reason, "message": "m"}
+    ]
+    if terminating:
+        obj["metadata"]["deletionTimestamp"] = "2026-12-03T10:00:00Z"
+    return obj
+
+
+async def test_the_controller_learns_terminating_disrupted_and_gone_pods_without_a_get() -> None:
+    cache, api, _ = make()
+    seen: list[str] = []
+    cache.on_sighting = lambda sighting: seen.append(f"{sighting.pod.name}:{sighting.source}")
+    await synced(cache, pod("quiet"), pod("leaving", uid="u2"))
+    state = cache.state("ns", "quiet", "u1")
+    assert state and not state.terminating and state.disruption is None
+    await cache.watch.handler("MODIFIED", disrupted("leaving", "PreemptionByScheduler", uid="u2"))
+    await cache.watch.handler(
+        "MODIFIED", disrupted("leaving", "PreemptionByScheduler", uid="u2", terminating=True)
+    )
+    state = cache.state("ns", "leaving", "u2")
+    assert state and state.terminating and state.disruption is not None
+    assert state.as_pod()["metadata"]["deletionTimestamp"]
+    assert seen == ["leaving:Preemption"]  # the second event changed no disruption: told once
+    await cache.watch.handler("DELETED", disrupted("leaving", "PreemptionByScheduler", uid="u2"))
+    assert cache.state("ns", "leaving", "u2") is None  # gone, known from the tombstone
+    assert cache.state("ns", "never-seen", "u9") is False  # only a GET can say
+    assert [s.pod.name for s in cache.sightings()] == []
+    assert api.gets == []
+
+
+async def test_a_watch_that_is_down_makes_the_controller_ask() -> None:
+    cache, _, _ = make()
+    await synced(cache, disrupted("p", "DeletionByTaintManager"))
+    assert [s.pod.name for s in cache.sightings()] == ["p"]
+    cache.watch.live = False
+    assert cache.state("ns", "p", "u1") is False

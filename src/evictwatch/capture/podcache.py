@@ -18,6 +18,11 @@ It never makes an answer wrong, only faster:
   replaced under the same name and the watch has not caught up), it GETs as well;
 * a re-list (after 410 Gone) drops the Pods the new list no longer has.
 
+The same watch is the operator's only Pod watch (one per kind per process): the controller
+asks it whether a Pod is terminating, disrupted or gone, and the watchers take from it every
+disruption it sees (:attr:`PodFactsCache.on_sighting`: a ``DisruptionTarget`` condition, a
+kubelet eviction). Only Pods that show one keep more than their facts.
+
 Memory is kept near 0.5 KB per Pod (``bench.watch_cost``) by sharing what Pods repeat:
 strings that recur (namespaces, nodes, label keys and values, owner fields) are interned, and
 Pods with the same labels or the same owner share one object, held weakly so nothing outlives
@@ -26,27 +31,63 @@ its last Pod.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from lightkube import AsyncClient
-from lightkube.resources.core_v1 import Pod
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from .. import telemetry
+from ..kube.api import JsonApi
 from ..kube.listwatch import ListWatch
 from ..kube.pods import lookup_pod
-from ..kube.raw import JsonApi
-from ..model.podfacts import pod_info_from_json
-from ..model.record import OwnerRef, PodInfo
+from ..model.outcome import disruption_target
+from ..model.podfacts import pod_info_from_json, sighting_from_pod
+from ..model.record import OwnerRef, PodInfo, Sighting
 
 log = logging.getLogger("evictwatch.podcache")
 
 QUIET_SECONDS = 1.0
 """A Pod's cached facts are used only once they have not changed for this long."""
+
+TOMBSTONES = 20_000
+"""Uids of Pods seen deleted, remembered (newest first) so the controller knows "gone" without a GET."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodState:
+    """What the controller asks of a Pod: is it there, terminating, disrupted (and by what)."""
+
+    info: PodInfo
+    terminating: bool = False
+    disruption: Mapping[str, Any] | None = None
+    """The ``DisruptionTarget`` condition, when the Pod has one."""
+    owners: tuple[Mapping[str, Any], ...] = ()
+    """The Pod's ownerReferences (only kept for Pods that are terminating or disrupted)."""
+    sighting: Sighting | None = None
+    """The disruption the Pod shows, as the watchers record it."""
+
+    def as_pod(self) -> dict[str, Any]:
+        """The parts of a Pod object that :func:`evictwatch.model.outcome.decide` reads."""
+        metadata: dict[str, Any] = {
+            "name": self.info.name,
+            "namespace": self.info.namespace,
+            "uid": self.info.uid,
+        }
+        if self.terminating:
+            metadata["deletionTimestamp"] = "(cached)"
+        if self.owners:
+            metadata["ownerReferences"] = [dict(ref) for ref in self.owners]
+        conditions = [dict(self.disruption)] if self.disruption is not None else []
+        return {
+            "metadata": metadata,
+            "spec": {"nodeName": self.info.node_name},
+            "status": {"phase": self.info.phase, "conditions": conditions},
+        }
 
 
 class _Labels(dict[str, str]):
@@ -108,7 +149,6 @@ class PodFactsCache:
 
     def __init__(
         self,
-        client: AsyncClient,
         api: JsonApi,
         *,
         page_size: int = 500,
@@ -122,15 +162,20 @@ class PodFactsCache:
         """Each Pod's facts and the (monotonic) time they last changed."""
         self._listed: set[tuple[str, str]] | None = None
         self._sharing = _Sharing()
+        self.states: dict[tuple[str, str], PodState] = {}
+        """Pods that are terminating or show a disruption (a few at any time)."""
+        self.deleted: OrderedDict[str, None] = OrderedDict()
+        """Uids of Pods seen deleted (bounded by :data:`TOMBSTONES`)."""
+        self.on_sighting: Callable[[Sighting], None] | None = None
+        """Told of every disruption a Pod shows (the leader's watchers); must not block."""
         self.watch = ListWatch(
-            client,
-            Pod,
+            api,
+            "/api/v1/pods",
             self._on_event,
             name="pod-cache",
             page_size=page_size,
             on_list_start=self._list_started,
             on_list_done=self._list_done,
-            api=api,
         )
 
     async def run(self) -> None:
@@ -143,7 +188,10 @@ class PodFactsCache:
             known = self.pods.get(key)
             if known is not None and known[0].uid == metadata.get("uid"):
                 del self.pods[key]
+                self.states.pop(key, None)
+            self._tombstone(str(metadata.get("uid") or ""))
         else:
+            self._track_state(key, obj, metadata)
             info = pod_info_from_json(obj)
             known = self.pods.get(key)
             # Most Pod updates touch nothing we keep (conditions, container states): those
@@ -154,13 +202,66 @@ class PodFactsCache:
                 self._listed.add(key)
         telemetry.POD_CACHE_PODS.set(len(self.pods))
 
+    def _track_state(self, key: tuple[str, str], obj: dict[str, Any], metadata: Mapping[str, Any]) -> None:
+        """Keep the terminating/disrupted state of the few Pods that have one; tell the watchers."""
+        target = disruption_target(obj)
+        terminating = bool(metadata.get("deletionTimestamp"))
+        status = obj.get("status") or {}
+        kubelet = status.get("phase") == "Failed" and status.get("reason") == "Evicted"
+        if not (target or terminating or kubelet):
+            self.states.pop(key, None)
+            return
+        previous = self.states.get(key)
+        info = self._sharing.compact(pod_info_from_json(obj))
+        changed = previous is None or previous.disruption != target or previous.info.phase != info.phase
+        sighting = previous.sighting if previous is not None and not changed else None
+        if changed and (target or kubelet):
+            sighting = sighting_from_pod(obj, _now_stamp())
+        self.states[key] = PodState(
+            info=info,
+            terminating=terminating,
+            disruption=target,
+            owners=tuple(metadata.get("ownerReferences") or ()),
+            sighting=sighting,
+        )
+        if changed and sighting is not None and self.on_sighting is not None:
+            self.on_sighting(sighting)
+
+    def sightings(self) -> list[Sighting]:
+        """Every disruption the cached Pods show now (what watchers starting to lead catch up on)."""
+        return [state.sighting for state in list(self.states.values()) if state.sighting is not None]
+
+    def _tombstone(self, uid: str) -> None:
+        if uid:
+            self.deleted[uid] = None
+            self.deleted.move_to_end(uid)
+            if len(self.deleted) > TOMBSTONES:
+                self.deleted.popitem(last=False)
+
+    def state(self, namespace: str, name: str, uid: str) -> PodState | Literal[False] | None:
+        """For the controller: the Pod's state, None when it is gone, False when only a GET can say."""
+        if not self.watch.synced.is_set() or not self.watch.live:
+            return False
+        if uid and uid in self.deleted:
+            return None
+        key = (namespace, name)
+        state = self.states.get(key)
+        if state is not None:
+            return state
+        entry = self.pods.get(key)
+        if entry is None:
+            return False  # never seen (created a moment ago) or gone unseen: ask
+        return PodState(info=entry[0])
+
     def _list_started(self) -> None:
         self._listed = set()
 
     def _list_done(self) -> None:
         listed, self._listed = self._listed or set(), None
         for key in [key for key in self.pods if key not in listed]:
+            self._tombstone(self.pods[key][0].uid)
             del self.pods[key]
+            self.states.pop(key, None)
         telemetry.POD_CACHE_PODS.set(len(self.pods))
         log.info("pod cache synced: %d pods", len(self.pods))
 
@@ -187,3 +288,7 @@ class PodFactsCache:
         if info is not None:
             return info
         return await lookup_pod(self.api, namespace, name)
+
+
+def _now_stamp() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

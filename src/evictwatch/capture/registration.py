@@ -8,13 +8,13 @@ bundle in step with the certificate it generated, and removes the object on a cl
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import Any
-
-from lightkube import AsyncClient
-from lightkube.resources.admissionregistration_v1 import ValidatingWebhookConfiguration
+from urllib.parse import quote
 
 from ..config import WebhookConfig
-from ..kube.client import from_manifest, is_not_found
+from ..kube.api import JsonApi
+from ..kube.errors import NotFound
 
 WEBHOOK_NAME = "pods-eviction.evictwatch.io"
 
@@ -56,15 +56,20 @@ def url_client_config(url: str, ca_pem: bytes) -> dict[str, Any]:
     return {"url": url, "caBundle": base64.b64encode(ca_pem).decode()}
 
 
-async def register(client: AsyncClient, manifest: dict[str, Any]) -> None:
+_CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+
+
+async def register(api: JsonApi, manifest: dict[str, Any]) -> None:
     """Create or update the configuration (server-side apply, our field manager wins)."""
-    obj = from_manifest(ValidatingWebhookConfiguration, manifest)
-    await client.apply(obj, field_manager="evictwatch", force=True)
+    await api.request(
+        "PATCH",
+        f"{_CONFIGURATIONS}/{quote(manifest['metadata']['name'], safe='')}",
+        manifest,
+        {"fieldManager": "evictwatch", "force": "true"},
+        "application/apply-patch+yaml",
+    )
 
 
-async def unregister(client: AsyncClient, name: str) -> None:
-    try:
-        await client.delete(ValidatingWebhookConfiguration, name)
-    except Exception as error:
-        if not is_not_found(error):
-            raise
+async def unregister(api: JsonApi, name: str) -> None:
+    with contextlib.suppress(NotFound):
+        await api.request("DELETE", f"{_CONFIGURATIONS}/{quote(name, safe='')}")

@@ -1,35 +1,40 @@
-"""The backstop and the other doors: Pods and Events watched, turned into records.
+"""The backstop and the other doors: disruptions the Pods show, turned into records.
 
-* Pods with ``status.phase=Failed`` (a server-side field selector) catch the kubelet's
-  node-pressure evictions;
-* all Pods, streamed and never cached, catch the ``DisruptionTarget`` condition: scheduler
-  preemption, the taint manager, PodGC, the kubelet, and Eviction API calls that the webhook
-  missed while it was down;
-* Events on Pods (``involvedObject.kind=Pod``) catch what the kubelet, the scheduler and the
-  taint manager say.
+The Pod-facts cache's watch (the process's only Pod watch) hands over every disruption a Pod
+shows (:attr:`PodFactsCache.on_sighting`): a kubelet eviction (``phase: Failed``,
+``reason: Evicted``) and every ``DisruptionTarget`` condition — scheduler preemption, the taint
+manager, PodGC, the kubelet, and Eviction API calls that the webhook missed while it was down.
 
-Every sighting merges into the Pod's record by name; the merge is idempotent, so re-lists
-and restarts make no duplicates. A bounded cache of recent sightings skips the API round
-trip for the many status updates a terminating Pod goes through.
+Events are evidence, never a source: anyone allowed to create Events could otherwise make a
+signed record of a Pod that never existed. They only explain records (the controller's "why").
+
+A sighting the records cache shows as already recorded writes nothing; above all, the
+``DisruptionTarget`` of an API eviction that the webhook recorded (it waits a moment for the
+webhook's record to arrive first). Merges are idempotent, so re-lists and restarts make no
+duplicates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import OrderedDict
-from typing import Any
 
-from lightkube import AsyncClient
-from lightkube.resources.core_v1 import Event, Pod
-
+from .. import telemetry
 from ..kube.client import namespace_is_going
-from ..kube.listwatch import ListWatch
-from ..model.podfacts import sighting_from_event, sighting_from_pod
-from ..model.record import Sighting
-from ..records.store import RecordStore, utc_now
+from ..kube.errors import is_permanent
+from ..model.record import Sighting, merge_sighting, record_name
+from ..model.types import Source
+from ..records.cache import RecordCache
+from ..records.store import RecordStore
 from .filtering import CaptureFilter
+from .podcache import PodFactsCache
 
 log = logging.getLogger("evictwatch.watchers")
+
+WEBHOOK_GRACE_SECONDS = 2.0
+"""How long an API eviction's DisruptionTarget waits for the webhook's record to be seen."""
 
 
 class SeenCache:
@@ -54,66 +59,74 @@ class SeenCache:
 
 
 class Watchers:
+    """Records what the Pod cache sees; runs while this replica leads."""
+
+    name = "pods"
+
     def __init__(
         self,
-        client: AsyncClient,
         store: RecordStore,
+        records: RecordCache,
+        pods: PodFactsCache,
         capture_filter: CaptureFilter,
         *,
-        pods: bool = True,
-        events: bool = True,
+        webhook_grace: float = WEBHOOK_GRACE_SECONDS,
     ) -> None:
         self.store = store
+        self.records = records
+        self.pods = pods
         self.filter = capture_filter
+        self.webhook_grace = webhook_grace
         self.seen = SeenCache()
         self.sightings = 0
-        self.watches: list[ListWatch] = []
-        if pods:
-            self.watches.append(
-                ListWatch(
-                    client,
-                    Pod,
-                    self._on_pod,
-                    "pods-failed",
-                    field_selector="status.phase=Failed",
-                    api=store.api,
-                )
-            )
-            self.watches.append(ListWatch(client, Pod, self._on_pod, "pods", api=store.api))
-        if events:
-            self.watches.append(
-                ListWatch(
-                    client,
-                    Event,
-                    self._on_event,
-                    "events",
-                    field_selector="involvedObject.kind=Pod",
-                    api=store.api,
-                )
-            )
+        self._queue: asyncio.Queue[tuple[float, Sighting]] = asyncio.Queue()
 
-    async def _on_pod(self, kind: str, pod: dict[str, Any]) -> None:
-        sighting = sighting_from_pod(pod, utc_now())
-        if sighting is not None:
-            await self._record(sighting)
+    def _enqueue(self, sighting: Sighting) -> None:
+        grace = self.webhook_grace if sighting.source == Source.EVICTION_API else 0.0
+        self._queue.put_nowait((time.monotonic() + grace, sighting))
 
-    async def _on_event(self, kind: str, event: dict[str, Any]) -> None:
-        if kind == "DELETED":
-            return
-        sighting = sighting_from_event(event, utc_now())
-        if sighting is not None:
-            await self._record(sighting)
+    async def run(self) -> None:
+        """Until cancelled: catch up on what the cache shows now, then follow what it sees."""
+        self.pods.on_sighting = self._enqueue
+        try:
+            await self.pods.watch.synced.wait()
+            await self.records.watch.synced.wait()
+            for sighting in self.pods.sightings():
+                self._enqueue(sighting)
+            while True:
+                due, sighting = await self._queue.get()
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self._record(sighting)
+        finally:
+            if self.pods.on_sighting == self._enqueue:
+                self.pods.on_sighting = None
+
+    def _already_recorded(self, sighting: Sighting) -> bool:
+        pod = sighting.pod
+        spec = self.records.spec(pod.namespace, record_name(pod.name, pod.uid))
+        if spec is None:
+            return False
+        sources = spec.get("sources") or [spec.get("source")]
+        if sighting.source == Source.EVICTION_API and str(Source.EVICTION_API) in sources:
+            return True  # the webhook's record says more than the condition does
+        return merge_sighting(spec, sighting) is None
 
     async def _record(self, sighting: Sighting) -> None:
         pod = sighting.pod
         if not self.filter.namespace(pod.namespace).capture or not self.filter.pod(pod).capture:
             return
         key = (pod.uid or f"{pod.namespace}/{pod.name}", f"{sighting.source}:{bool(sighting.pressure)}")
-        if self.seen.check_and_add(key):
+        if self.seen.check_and_add(key) or self._already_recorded(sighting):
             return
+        extra = {"namespace": pod.namespace, "pod": pod.name}
         try:
             result = await self.store.record_sighting(sighting)
-        except Exception as error:
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - one Pod's trouble never stops the others
+            self.seen.forget(key)
             if namespace_is_going(error):
                 # Nothing can be written there any more, and the Pod goes with its namespace.
                 log.info(
@@ -121,19 +134,30 @@ class Watchers:
                     sighting.source,
                     pod.namespace,
                     pod.name,
-                    extra={"namespace": pod.namespace, "pod": pod.name},
+                    extra=extra,
                 )
                 return
-            self.seen.forget(key)
-            log.error(
-                "could not record the %s disruption of %s/%s: %s",
+            if is_permanent(error):
+                telemetry.RECORDS_LOST.labels(str(sighting.source)).inc()
+                log.error(
+                    "LOST the %s disruption of %s/%s: the API server refuses its record: %s",
+                    sighting.source,
+                    pod.namespace,
+                    pod.name,
+                    error,
+                    extra=extra,
+                )
+                return
+            log.warning(
+                "could not record the %s disruption of %s/%s (%s); trying again in 1 s",
                 sighting.source,
                 pod.namespace,
                 pod.name,
                 error,
-                extra={"namespace": pod.namespace, "pod": pod.name},
+                extra=extra,
             )
-            raise  # the watch resumes from before this event, after a backoff
+            asyncio.get_running_loop().call_later(1.0, self._enqueue, sighting)
+            return
         self.sightings += 1
         if result.changed:
             log.info(
@@ -142,10 +166,5 @@ class Watchers:
                 pod.namespace,
                 pod.name,
                 sighting.reason,
-                extra={
-                    "namespace": pod.namespace,
-                    "pod": pod.name,
-                    "source": str(sighting.source),
-                    "record": result.name,
-                },
+                extra={**extra, "source": str(sighting.source), "record": result.name},
             )

@@ -24,8 +24,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import AsyncClient
-
 from .. import telemetry
 from ..kube.pods import lookup_pod
 from ..model.admission import (
@@ -65,7 +63,6 @@ class EvictionWebhook:
 
     def __init__(
         self,
-        client: AsyncClient,
         capture_filter: CaptureFilter,
         store: RecordStore,
         *,

@@ -1,4 +1,9 @@
-"""The controller: watch PodEvictions, settle each with N workers, enforce retention."""
+"""The controller: settle every record the records cache shows, with N workers; retention.
+
+It runs while this replica leads. Its inputs are the watch-fed caches the process already
+holds (records, Pods) and those it starts while leading (:class:`ContextCaches`: Nodes, PDBs,
+Events, owners), so settling an eviction reads nothing from the API server in the steady state.
+"""
 
 from __future__ import annotations
 
@@ -10,33 +15,56 @@ from typing import Any
 from lightkube import AsyncClient
 
 from ..aio import cancel_and_wait
+from ..capture.podcache import PodFactsCache
 from ..config import ControllerConfig
-from ..kube.listwatch import ListWatch
-from ..kube.raw import JsonApi
-from ..records.resource import PodEviction
+from ..kube.api import JsonApi
+from ..records.cache import RecordCache
 from ..sinks.base import Sink
 from . import retention
+from .context import ContextCaches
 from .settle import Settler
 from .workqueue import Key, WorkQueue
 
 log = logging.getLogger("evictwatch.controller")
 
+SYNC_WAIT_SECONDS = 10.0
+"""How long a new leader waits for its caches to list before it settles with what it has."""
+
 
 class Controller:
     def __init__(
-        self, client: AsyncClient, api: JsonApi, sinks: Sequence[Sink], key: bytes, settings: ControllerConfig
+        self,
+        client: AsyncClient,
+        api: JsonApi,
+        records: RecordCache,
+        pods: PodFactsCache | None,
+        sinks: Sequence[Sink],
+        key: bytes,
+        settings: ControllerConfig,
+        *,
+        events: bool = True,
     ) -> None:
         self.client = client
         self.settings = settings
-        self.settler = Settler(api, sinks, key, blocked_after=settings.blockedAfterSeconds)
+        self.records = records
+        self.caches = ContextCaches(api, events=events)
         self.queue = WorkQueue()
-        self.watch = ListWatch(client, PodEviction, self._on_record, "podevictions", api=api)
+        self.settler = Settler(
+            api,
+            records,
+            pods,
+            self.caches,
+            sinks,
+            key,
+            blocked_after=settings.blockedAfterSeconds,
+            requeue=self.queue.add,
+        )
+        self._leading = False
 
-    async def _on_record(self, kind: str, record: dict[str, Any]) -> None:
-        if kind == "DELETED" or self.settler.is_done(record):
+    def _on_record(self, kind: str, key: Key, record: dict[str, Any] | None) -> None:
+        if not self._leading or record is None or self.settler.is_done(record):
             return
-        metadata = record.get("metadata") or {}
-        self.queue.add((str(metadata.get("namespace", "")), str(metadata.get("name", ""))))
+        self.queue.add(key)
 
     async def _work(self, key: Key) -> None:
         result = await self.settler.reconcile(*key)
@@ -56,16 +84,29 @@ class Controller:
             await asyncio.sleep(policy.intervalSeconds)
 
     async def run(self) -> None:
-        """Run until cancelled."""
-        self.watch.resource_version = None  # (re)gaining the lead: re-list, so no pending retry is lost
-        tasks = [
-            asyncio.create_task(self.watch.run(), name="controller-watch"),
-            asyncio.create_task(
-                self.queue.run_workers(self.settings.workers, self._work), name="controller-workers"
-            ),
-            asyncio.create_task(self._retention_loop(), name="retention"),
-        ]
+        """Run until cancelled (leadership lost)."""
+        self.caches.start()
         try:
-            await asyncio.gather(*tasks)
+            await self.records.watch.synced.wait()
+            if not await self.caches.wait_synced(SYNC_WAIT_SECONDS):
+                log.warning("context caches not synced after %.0f s; settling anyway", SYNC_WAIT_SECONDS)
+            self._leading = True
+            self.records.subscribers.append(self._on_record)
+            for key, record in self.records.items():  # what happened while another replica led
+                if not self.settler.is_done(record):
+                    self.queue.add(key)
+            tasks = [
+                asyncio.create_task(
+                    self.queue.run_workers(self.settings.workers, self._work), name="controller-workers"
+                ),
+                asyncio.create_task(self._retention_loop(), name="retention"),
+            ]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await cancel_and_wait(tasks)
         finally:
-            await cancel_and_wait(tasks)
+            self._leading = False
+            if self._on_record in self.records.subscribers:
+                self.records.subscribers.remove(self._on_record)
+            await self.caches.stop()

@@ -1,17 +1,24 @@
-"""Settle one record: decide the outcome, gather context, deliver to every sink once.
+"""Settle one record in one write: the outcome, its context and the sinks' deliveries together.
 
-All progress lives in the record's status, never in memory, so a restart (or a failover to
-another replica) picks up exactly where the last writer left off:
+Everything is read from watch-fed caches (the record, the Pod, the Node, the PDBs, the Events,
+the owners: see :mod:`.context`), the sinks that are due are called, and then ONE status write
+(a compare-and-swap on the record's resourceVersion) carries the outcome, the context and what
+each sink did. A sink slower than :data:`ROUND_SECONDS` finishes on its own and its result is
+written afterwards; a sink that failed is retried with its backoff until ``maxAttempts``, then
+marked Failed, without holding the others back.
+
+All lasting progress lives in the record's status, so a restart or a fail-over picks up where
+the last write left off:
 
 * ``status.outcome`` plus ``status.observedGeneration``: settled for this version of the spec;
-  any change of the spec (a new attempt, a watcher seeing the Pod's DisruptionTarget) re-opens
-  the record, so Blocked can become Evicted;
-* ``status.deliveries[sink]``: ``{state, outcome, attempts, lastError}``; a sink delivered
-  for the current outcome is never called again; one that failed is retried with its backoff
-  until ``maxAttempts``, then marked Failed, without holding the others back.
+  any change of the spec (a new attempt, a watcher's sighting) re-opens the record, so Blocked
+  can become Evicted;
+* ``status.deliveries[sink]``: ``{state, outcome, attempts, lastError}``.
 
-Each delivery is followed at once by a status write, so the window in which a crash could
-repeat a delivery is one API call wide; the HTTP idempotency key covers even that.
+Deliveries made but not yet written (a write that met a conflict) are remembered in memory and
+written with the next try, never made again by this process. A crash between a delivery and its
+write repeats that delivery after the restart: sinks are at-least-once (the HTTP sink's
+idempotency key and the Events sink's names let a receiver drop the repeat).
 """
 
 from __future__ import annotations
@@ -19,32 +26,34 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-
-from lightkube import ApiError
+from urllib.parse import quote
 
 from .. import telemetry
-from ..kube.client import is_conflict, is_not_found
-from ..kube.raw import JsonApi
-from ..model.notice import notice_from_record
+from ..capture.podcache import PodFactsCache
+from ..kube.api import JsonApi
+from ..kube.errors import Conflict, NotFound
+from ..kube.informer import count_fallback
+from ..model.notice import Eviction, notice_from_record
 from ..model.outcome import decide, parse_time
-from ..model.types import Outcome
+from ..model.types import Outcome, Source
 from ..model.why import pick_why
+from ..records.cache import RecordCache
 from ..records.crd import GROUP, KIND, PLURAL, VERSION
 from ..records.signing import verify
 from ..sinks.base import Sink, wants
-from . import context
+from .context import ContextCaches
 
 log = logging.getLogger("evictwatch.controller")
 
 FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.FAILED}
-PDB_CACHE_SECONDS = 1.0
+DONE_STATES = ("Delivered", "Failed", "Skipped")
+ROUND_SECONDS = 2.0
+"""How long the settling write waits for slow sinks; they are written on their own after."""
 
-
-async def _nothing() -> list[dict[str, Any]]:
-    return []
+Key = tuple[str, str]
 
 
 def _now() -> datetime.datetime:
@@ -55,6 +64,10 @@ def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def record_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}/{quote(name, safe='')}"
+
+
 @dataclass
 class Result:
     """What the queue should do next with this record."""
@@ -62,38 +75,39 @@ class Result:
     requeue_after: float | None = None
 
 
+@dataclass
+class _Round:
+    """The deliveries of one record not yet in its status: made (entries) or under way (tasks)."""
+
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    late: set[str] = field(default_factory=set)
+    """Sinks still running when the round's write went out: they ask for a write of their own."""
+
+
 class Settler:
-    def __init__(self, api: JsonApi, sinks: Sequence[Sink], key: bytes, *, blocked_after: float) -> None:
+    def __init__(
+        self,
+        api: JsonApi,
+        records: RecordCache,
+        pods: PodFactsCache | None,
+        caches: ContextCaches,
+        sinks: Sequence[Sink],
+        key: bytes,
+        *,
+        blocked_after: float,
+        requeue: Callable[[Key], None] = lambda key: None,
+    ) -> None:
         self.api = api
+        self.records = records
+        self.pods = pods
+        self.caches = caches
         self.sinks = list(sinks)
         self.key = key
         self.blocked_after = blocked_after
+        self.requeue = requeue
         self._untrusted: set[str] = set()
-        self._pdb_cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-
-    @staticmethod
-    def _path(namespace: str, name: str) -> str:
-        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
-
-    async def _get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self.api.request("GET", self._path(namespace, name))
-        except ApiError as error:
-            if is_not_found(error):
-                return None
-            raise
-
-    async def _budgets(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        """The namespace's PDBs (listed at most once a second: a drain settles many Pods of one
-        workload at once) narrowed to those that select the Pod."""
-        loop = asyncio.get_running_loop()
-        cached = self._pdb_cache.get(namespace)
-        if cached is None or loop.time() - cached[0] > PDB_CACHE_SECONDS:
-            cached = (loop.time(), await context.list_budgets(self.api, namespace))
-            self._pdb_cache[namespace] = cached
-            if len(self._pdb_cache) > 1024:
-                self._pdb_cache.pop(next(iter(self._pdb_cache)))
-        return context.budgets_selecting(cached[1], labels)
+        self._rounds: dict[Key, _Round] = {}
 
     def is_done(self, record: dict[str, Any]) -> bool:
         """Settled for its current spec and every sink final: a watch event of it needs no work."""
@@ -107,12 +121,142 @@ class Settler:
         deliveries = status.get("deliveries") or {}
         return all(
             (deliveries.get(sink.name) or {}).get("outcome") == outcome
-            and (deliveries.get(sink.name) or {}).get("state") in ("Delivered", "Failed", "Skipped")
+            and (deliveries.get(sink.name) or {}).get("state") in DONE_STATES
             for sink in self.sinks
         )
 
-    async def _status_call(self, record: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """PUT the status subresource with the record's resourceVersion (optimistic concurrency)."""
+    async def reconcile(self, namespace: str, name: str) -> Result:
+        key = (namespace, name)
+        record = self.records.get(namespace, name)
+        if record is None:
+            self._forget(key)
+            return Result()
+        if not verify(self.key, record):
+            if f"{namespace}/{name}" not in self._untrusted:
+                self._untrusted.add(f"{namespace}/{name}")
+                log.warning(
+                    "ignoring PodEviction %s/%s: its signature does not check out (not ours)",
+                    namespace,
+                    name,
+                    extra={"namespace": namespace, "record": name},
+                )
+            return Result()
+        spec = record.get("spec") or {}
+        status = dict(record.get("status") or {})
+        generation = int((record.get("metadata") or {}).get("generation") or 0)
+        current = status.get("outcome")
+        settling = current not in FINAL or int(status.get("observedGeneration") or 0) < generation
+        new_status = status
+        if settling:
+            settled = await self._settle(record, spec, status)
+            if isinstance(settled, Result):
+                return settled
+            new_status = settled
+        new_status, wait = await self._deliver(key, record, new_status)
+        if new_status != status:
+            written = await self._write(record, new_status)
+            if written is None:
+                return Result(requeue_after=0.05)  # the cache brings the newer record; then again
+            self.records.write_through(written)
+            done = self._rounds.get(key)
+            if done is not None:
+                for sink_name in list(done.entries):
+                    if done.entries[sink_name] == (new_status.get("deliveries") or {}).get(sink_name):
+                        del done.entries[sink_name]
+                if not done.entries and not done.running:
+                    del self._rounds[key]
+            if settling:
+                self._settled(record, spec, new_status)
+        return Result(requeue_after=min(wait) if wait else None)
+
+    def _forget(self, key: Key) -> None:
+        round_ = self._rounds.pop(key, None)
+        if round_ is not None:
+            for task in round_.running.values():
+                task.cancel()
+
+    async def _pod(self, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+        """The Pod now, from the Pod cache; a GET only where the cache cannot know yet."""
+        if self.pods is not None:
+            state = self.pods.state(namespace, name, uid)
+            if state is None:
+                return None
+            if state is not False:
+                return state.as_pod()
+            count_fallback("Pod", "unseen" if self.pods.watch.live else "unsynced")
+        try:
+            return await self.api.request(
+                "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+            )
+        except NotFound:
+            return None
+
+    async def _settle(
+        self, record: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any] | Result:
+        namespace = record["metadata"]["namespace"]
+        record_pod = spec.get("pod") or {}
+        pod_name = str(record_pod.get("name") or "")
+        uid = str(record_pod.get("uid") or "")
+        known_end = (record_pod.get("found") is False and spec.get("source") == Source.EVICTION_API) or (
+            Source.KUBELET in (spec.get("sources") or [spec.get("source")])
+            and spec.get("reason") == "Evicted"
+        )
+        pod = None if known_end or not pod_name else await self._pod(namespace, pod_name, uid)
+        labels = record_pod.get("labels") or ((pod or {}).get("metadata") or {}).get("labels") or {}
+        budgets = self.caches.budgets_for(namespace, labels) if labels else []
+        now = _now()
+        decision = decide(spec, pod, budgets, now, self.blocked_after)
+        if decision.outcome is None:
+            return Result(requeue_after=decision.recheck_after)
+        refs = ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
+        controlling = next((ref for ref in refs if ref.get("controller")), refs[0] if refs else None)
+        first_ref = record_pod.get("owner") or controlling
+        node_name = record_pod.get("nodeName") or ((pod or {}).get("spec") or {}).get("nodeName", "")
+        owners = await self.caches.owners.chain(namespace, first_ref)
+        new_status: dict[str, Any] = {
+            **status,
+            "outcome": str(decision.outcome),
+            "outcomeTime": status["outcomeTime"]
+            if status.get("outcome") == str(decision.outcome) and status.get("outcomeTime")
+            else _stamp(now),
+            "outcomeReason": decision.reason,
+            "observedAttempts": int(spec.get("attempts") or 0),
+            "observedGeneration": int((record.get("metadata") or {}).get("generation") or 0),
+            "owners": owners,
+            "disruptionBudgets": budgets,
+        }
+        node = self.caches.node(node_name)
+        if node is not None:
+            new_status["node"] = node
+        why = pick_why(self.caches.events.for_pod(namespace, pod_name, uid)) if pod_name else None
+        if why is not None:
+            new_status["why"] = why
+        return new_status
+
+    def _settled(self, record: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> None:
+        now = _now()
+        outcome = str(status.get("outcome"))
+        started = parse_time(spec.get("lastAttemptTime")) or now
+        telemetry.SETTLE_SECONDS.labels(outcome).observe(max((now - started).total_seconds(), 0.0))
+        namespace = record["metadata"]["namespace"]
+        pod_name = (spec.get("pod") or {}).get("name", "")
+        log.info(
+            "eviction of %s/%s settled: %s (%s)",
+            namespace,
+            pod_name,
+            outcome,
+            status.get("outcomeReason", ""),
+            extra={
+                "namespace": namespace,
+                "pod": pod_name,
+                "outcome": outcome,
+                "record": record["metadata"]["name"],
+            },
+        )
+
+    async def _write(self, record: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
+        """PUT the status subresource with the record's resourceVersion; None on a conflict."""
         metadata = record["metadata"]
         body = {
             "apiVersion": record.get("apiVersion") or f"{GROUP}/{VERSION}",
@@ -121,201 +265,101 @@ class Settler:
             "spec": record.get("spec"),
             "status": status,
         }
-        path = self._path(metadata["namespace"], metadata["name"]) + "/status"
-        return await self.api.request("PUT", path, body, {"fieldManager": "evictwatch-controller"})
-
-    async def reconcile(self, namespace: str, name: str) -> Result:
-        record = await self._get(namespace, name)
-        if record is None:
-            return Result()
-        if not verify(self.key, record):
-            if f"{namespace}/{name}" not in self._untrusted:
-                self._untrusted.add(f"{namespace}/{name}")
-                log.warning(
-                    "ignoring PodEviction %s/%s: its signature does not check out (not written by "
-                    "evictwatch)",
-                    namespace,
-                    name,
-                    extra={"namespace": namespace, "record": name},
-                )
-            return Result()
-        spec = record.get("spec") or {}
-        status = dict(record.get("status") or {})
-        attempts = int(spec.get("attempts") or 0)
-        current = status.get("outcome")
-        generation = int((record.get("metadata") or {}).get("generation") or 0)
-        reopened = current in FINAL and int(status.get("observedGeneration") or 0) < generation
-        if current not in FINAL or reopened:
-            settled = await self._settle(record, spec, status, attempts)
-            if isinstance(settled, Result):
-                return settled
-            record = settled
-            status = dict(record.get("status") or {})
-        return await self._deliver(record, status)
-
-    async def _settle(
-        self, record: dict[str, Any], spec: dict[str, Any], status: dict[str, Any], attempts: int
-    ) -> dict[str, Any] | Result:
-        namespace = record["metadata"]["namespace"]
-        pod_name = (spec.get("pod") or {}).get("name", "")
-        pod = await context.live_pod(self.api, namespace, pod_name)
-        labels = (
-            (spec.get("pod") or {}).get("labels") or ((pod or {}).get("metadata") or {}).get("labels") or {}
-        )
-        budgets = await self._budgets(namespace, labels) if labels else []
-        now = _now()
-        decision = decide(spec, pod, budgets, now, self.blocked_after)
-        if decision.outcome is None:
-            return Result(requeue_after=decision.recheck_after)
-        refs = ((pod or {}).get("metadata") or {}).get("ownerReferences") or []
-        controlling = next((ref for ref in refs if ref.get("controller")), refs[0] if refs else None)
-        first_ref = controlling or (spec.get("pod") or {}).get("owner")
-        node_name = (spec.get("pod") or {}).get("nodeName") or ((pod or {}).get("spec") or {}).get(
-            "nodeName", ""
-        )
-        # The rest of the context is independent: read it at once.
-        owners, node, events = await asyncio.gather(
-            context.owner_chain(self.api, namespace, first_ref),
-            context.node_info(self.api, node_name),
-            context.pod_events(self.api, namespace, pod_name) if pod_name else _nothing(),
-        )
-        why = pick_why(events)
-        new_status: dict[str, Any] = {
-            **status,
-            "outcome": str(decision.outcome),
-            "outcomeTime": status["outcomeTime"]
-            if status.get("outcome") == str(decision.outcome) and status.get("outcomeTime")
-            else _stamp(now),
-            "outcomeReason": decision.reason,
-            "observedAttempts": attempts,
-            "observedGeneration": int((record.get("metadata") or {}).get("generation") or 0),
-            "owners": owners,
-            "disruptionBudgets": budgets,
-        }
-        if node is not None:
-            new_status["node"] = node
-        if why is not None:
-            new_status["why"] = why
-        updated = await self._status_call_safe(record, new_status)
-        if updated is None:
-            return Result(requeue_after=0.05)
-        started = parse_time(spec.get("lastAttemptTime")) or now
-        telemetry.SETTLE_SECONDS.labels(str(decision.outcome)).observe(
-            max((now - started).total_seconds(), 0.0)
-        )
-        log.info(
-            "eviction of %s/%s settled: %s (%s)",
-            namespace,
-            pod_name,
-            decision.outcome,
-            decision.reason,
-            extra={
-                "namespace": namespace,
-                "pod": pod_name,
-                "outcome": str(decision.outcome),
-                "record": record["metadata"]["name"],
-            },
-        )
-        return updated
-
-    async def _status_call_safe(
-        self, record: dict[str, Any], status: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        path = record_path(metadata["namespace"], metadata["name"]) + "/status"
         try:
-            return await self._status_call(record, status)
-        except ApiError as error:
-            if is_conflict(error) or is_not_found(error):
-                return None
-            raise
+            return await self.api.request("PUT", path, body, {"fieldManager": "evictwatch-controller"})
+        except (Conflict, NotFound):
+            return None
 
-    async def _deliver(self, record: dict[str, Any], status: dict[str, Any]) -> Result:
+    async def _deliver(
+        self, key: Key, record: dict[str, Any], status: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[float]]:
+        """Call the sinks that are due; the status with their results, and when to look again."""
         outcome = status.get("outcome")
         if outcome not in FINAL:
-            return Result()
-        eviction = notice_from_record(record)
+            return status, []
+        eviction = notice_from_record({**record, "status": status})
         deliveries: dict[str, Any] = dict(status.get("deliveries") or {})
+        round_ = self._rounds.setdefault(key, _Round())
         now = _now()
         due: list[Sink] = []
         wait: list[float] = []
         for sink in self.sinks:
+            made = round_.entries.get(sink.name)
+            if made is not None and made.get("outcome") == outcome:
+                deliveries[sink.name] = made
             state = deliveries.get(sink.name) or {}
-            if state.get("outcome") == outcome and state.get("state") in ("Delivered", "Failed", "Skipped"):
+            if sink.name in round_.running:
                 continue
-            if state.get("outcome") != outcome:
-                state = {}
+            if state.get("outcome") == outcome and state.get("state") in DONE_STATES:
+                continue
             if not wants(sink.filter, eviction):
                 deliveries[sink.name] = {"state": "Skipped", "outcome": outcome, "attempts": 0}
                 continue
-            next_at = parse_time(state.get("time")) if state.get("state") == "Pending" else None
-            tries = int(state.get("attempts") or 0)
-            if next_at is not None and tries:
-                remaining = (next_at + datetime.timedelta(seconds=sink.backoff(tries)) - now).total_seconds()
+            tries = int(state.get("attempts") or 0) if state.get("outcome") == outcome else 0
+            last = parse_time(state.get("time")) if state.get("state") == "Pending" else None
+            if last is not None and tries:
+                remaining = (last + datetime.timedelta(seconds=sink.backoff(tries)) - now).total_seconds()
                 if remaining > 0:
                     wait.append(remaining)
                     continue
             due.append(sink)
-        if deliveries != (status.get("deliveries") or {}):
-            updated = await self._status_call_safe(record, {**status, "deliveries": deliveries})
-            if updated is None:
-                return Result(requeue_after=0.05)
-            record = updated
-        holder = {"record": record}
-        lock = asyncio.Lock()
-
-        async def run(sink: Sink) -> None:
-            error = await self._one(sink, eviction)
-            async with lock:
-                wait_for = await self._record_delivery(holder, sink, str(outcome), error, eviction)
-            if wait_for is not None:
-                wait.append(wait_for)
-
-        await asyncio.gather(*(run(sink) for sink in due))
-        return Result(requeue_after=min(wait) if wait else None)
-
-    async def _record_delivery(
-        self, holder: dict[str, dict[str, Any]], sink: Sink, outcome: str, error: str | None, eviction: Any
-    ) -> float | None:
-        """Write one sink's result into the status at once; returns the retry delay, if any."""
-        retry: float | None = None
-        for _ in range(8):
-            record = holder["record"]
-            status = dict(record.get("status") or {})
-            deliveries = dict(status.get("deliveries") or {})
+        for sink in due:
             previous = deliveries.get(sink.name) or {}
             tries = (int(previous.get("attempts") or 0) if previous.get("outcome") == outcome else 0) + 1
-            entry: dict[str, Any] = {"outcome": outcome, "attempts": tries, "time": _stamp(_now())}
-            if error is None:
-                entry["state"] = "Delivered"
-            else:
-                final = tries >= sink.max_attempts
-                entry["state"] = "Failed" if final else "Pending"
-                entry["lastError"] = error[:512]
-                retry = None if final else sink.backoff(tries)
-            deliveries[sink.name] = entry
-            updated = await self._status_call_safe(record, {**status, "deliveries": deliveries})
-            if updated is not None:
-                holder["record"] = updated
-                break
-            fresh = await self._get(record["metadata"]["namespace"], record["metadata"]["name"])
-            if fresh is None:
-                return None
-            holder["record"] = fresh
+            task = asyncio.create_task(self._one(key, round_, sink, eviction, str(outcome), tries, wait))
+            round_.running[sink.name] = task
+        if round_.running:
+            await asyncio.wait(list(round_.running.values()), timeout=ROUND_SECONDS)
+            round_.late.update(round_.running)
+        for sink in self.sinks:
+            made = round_.entries.get(sink.name)
+            if made is not None and made.get("outcome") == outcome:
+                deliveries[sink.name] = made
+        if not round_.entries and not round_.running:
+            self._rounds.pop(key, None)
+        return {**status, "deliveries": deliveries}, wait
+
+    async def _one(
+        self,
+        key: Key,
+        round_: _Round,
+        sink: Sink,
+        eviction: Eviction,
+        outcome: str,
+        tries: int,
+        wait: list[float],
+    ) -> None:
+        """One delivery; its entry is kept for the status write (a slow one asks for its own)."""
+        try:
+            error = await self._call(sink, eviction)
+        finally:
+            round_.running.pop(sink.name, None)
+        entry: dict[str, Any] = {"outcome": outcome, "attempts": tries, "time": _stamp(_now())}
         if error is None:
+            entry["state"] = "Delivered"
             telemetry.SINK_DELIVERIES.labels(sink.name).inc()
         else:
-            final = retry is None
+            final = tries >= sink.max_attempts
+            entry["state"] = "Failed" if final else "Pending"
+            entry["lastError"] = error[:512]
             telemetry.SINK_FAILURES.labels(sink.name, str(final).lower()).inc()
+            if not final:
+                wait.append(sink.backoff(tries))
             log.warning(
                 "delivery of %s to %s failed: %s%s",
                 eviction.key,
                 sink.name,
                 error,
-                " (giving up)" if final else f" (retrying in {retry:.1f} s)",
+                " (giving up)" if final else f" (retrying in {sink.backoff(tries):.1f} s)",
                 extra={"namespace": eviction.namespace, "pod": eviction.pod, "sink": sink.name},
             )
-        return retry
+        round_.entries[sink.name] = entry
+        if sink.name in round_.late:
+            round_.late.discard(sink.name)
+            self.requeue(key)  # finished after the round was written: write it on its own
 
-    async def _one(self, sink: Sink, eviction: Any) -> str | None:
+    async def _call(self, sink: Sink, eviction: Eviction) -> str | None:
         try:
             await sink.deliver(eviction)
         except asyncio.CancelledError:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx2
-from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube import ApiError as LightkubeApiError
+from lightkube import AsyncClient, KubeConfig
+
+from .errors import ApiError, is_permanent
 
 FIELD_MANAGER = "evictwatch"
 
@@ -66,8 +69,11 @@ def make_client(
 
 
 def status_code(error: BaseException) -> int | None:
-    """The HTTP status of an API error, or None for anything else."""
+    """The HTTP status of an API error (ours, or lightkube's where its client is still used), or
+    None for anything else."""
     if isinstance(error, ApiError):
+        return error.code
+    if isinstance(error, LightkubeApiError):
         code = error.status.code
         return int(code) if code is not None else error.response.status_code
     if isinstance(error, httpx2.HTTPStatusError):  # an answer that was not a Status (a plain 404 page)
@@ -77,7 +83,9 @@ def status_code(error: BaseException) -> int | None:
 
 def error_message(error: BaseException) -> str:
     """The server's own words for a failed call."""
-    if isinstance(error, ApiError) and error.status.message:
+    if isinstance(error, ApiError):
+        return error.message
+    if isinstance(error, LightkubeApiError) and error.status.message:
         return str(error.status.message)
     if isinstance(error, httpx2.HTTPStatusError):
         return error.response.text.strip()[:200]
@@ -97,3 +105,6 @@ def is_not_found(error: BaseException) -> bool:
 
 def is_conflict(error: BaseException) -> bool:
     return status_code(error) == 409
+
+
+__all__ = ["ApiError", "is_conflict", "is_not_found", "is_permanent", "namespace_is_going", "status_code"]

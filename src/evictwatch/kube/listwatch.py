@@ -1,9 +1,8 @@
 """List-then-watch with bookmarks, 410 re-lists and reconnect backoff, on raw JSON.
 
-lightkube's own watch decodes every object into typed models and does not ask for
-bookmarks; for Pods and Events in a large cluster both cost CPU we do not need to spend.
-Here objects stay plain dicts, nothing is cached (memory does not grow with the cluster),
-and the stream resumes from the last resourceVersion it saw:
+Objects stay plain dicts (typed decoding of every Pod and Event would cost CPU we do not need
+to spend), nothing is kept here (the caches of :mod:`.informer` keep what they need), and the
+stream resumes from the last resourceVersion it saw:
 
 * list in pages (``limit``/``continue``), hand every item to the handler as ``SYNC``;
 * watch from the list's resourceVersion with ``allowWatchBookmarks``; a BOOKMARK only moves
@@ -19,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx2
-from lightkube import ApiError, AsyncClient
+from urllib.parse import urlencode
 
 from .. import telemetry
-from .raw import JsonApi, status_code
+from .api import JsonApi
+from .errors import Gone as GoneError
 
 log = logging.getLogger("evictwatch.watch")
 
@@ -38,50 +36,14 @@ class Gone(Exception):
     """The server said 410: the resume version is too old."""
 
 
-def _request(
-    client: AsyncClient, resource: Any, namespace: str | None, params: Mapping[str, Any], watch: bool
-) -> httpx2.Request:
-    inner = client._client  # the generic client: builds URLs and auth for any resource
-    br = inner.prepare_request("list", res=resource, namespace=namespace, watch=watch, params=dict(params))
-    request: httpx2.Request = inner.build_adapter_request(br)
-    return request
-
-
-def _path(api: JsonApi, request: httpx2.Request) -> str:
-    """What lightkube built for this request, relative to the server URL.
-
-    Compared as parsed URLs, not strings: in a Pod the server is ``https://<ip>:443``, which
-    the built URL writes without the default port; a server URL may also carry a path prefix.
-    """
-    prefix = httpx2.URL(api.base).raw_path.decode("ascii").rstrip("/")
-    full = request.url.raw_path.decode("ascii")
-    if prefix and not full.startswith(prefix + "/"):
-        raise RuntimeError(f"{request.url} is not under the API server's URL {api.base}")
-    return full[len(prefix) :]
-
-
-async def _send(client: AsyncClient, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
-    response: httpx2.Response = await client._client.send(request, stream=stream)  # type: ignore[no-untyped-call]
-    if response.status_code >= 400:
-        if stream:
-            await response.aread()
-        code = response.status_code
-        await response.aclose()
-        if code == 410:
-            raise Gone()
-        client._client.raise_for_status(response)  # type: ignore[no-untyped-call]
-    return response
-
-
 @dataclass
 class ListWatch:
-    """One resource kind, optionally narrowed by a field or label selector."""
+    """One collection (``path``, e.g. ``/api/v1/pods``), optionally narrowed by selectors."""
 
-    client: AsyncClient
-    resource: Any
+    api: JsonApi
+    path: str
     handler: Handler
     name: str
-    namespace: str | None = None
     field_selector: str | None = None
     label_selector: str | None = None
     page_size: int = 500
@@ -95,39 +57,24 @@ class ListWatch:
     live: bool = False
     """True while a watch stream is open: what a cache has seen is then current (up to the
     stream's own delay); False while listing, reconnecting or backing off."""
-    api: JsonApi | None = None
-    """When given (and it can speak for the identity), lists go through its HTTP/1.1 client and
-    watches through its aiohttp session: several times less CPU per event than lightkube's
-    httpx2 stream."""
 
-    def _params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
+    def _params(self) -> dict[str, str]:
+        params: dict[str, str] = {}
         if self.field_selector:
             params["fieldSelector"] = self.field_selector
         if self.label_selector:
             params["labelSelector"] = self.label_selector
         return params
 
-    def _fast_api(self) -> JsonApi | None:
-        return self.api if self.api is not None and self.api.fast else None
-
-    async def _get_page(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        request = _request(self.client, self.resource, self.namespace or "*", params, False)
-        api = self._fast_api()
-        if api is None:
-            response = await _send(self.client, request, stream=False)
-            page: dict[str, Any] = response.json()
-            return page
+    async def _get_page(self, params: dict[str, str]) -> dict[str, Any]:
         try:
-            return await api.request("GET", _path(api, request))
-        except (ApiError, httpx2.HTTPStatusError) as error:
-            if status_code(error) == 410:
-                raise Gone() from None
-            raise
+            return await self.api.request("GET", self.path, params=params)
+        except GoneError:
+            raise Gone() from None
 
     async def list_once(self) -> str:
         """Hand every current object to the handler; return the list's resourceVersion."""
-        params = {**self._params(), "limit": self.page_size}
+        params = {**self._params(), "limit": str(self.page_size)}
         if self.on_list_start is not None:
             self.on_list_start()
         while True:
@@ -142,44 +89,30 @@ class ListWatch:
                 return str(metadata.get("resourceVersion") or "")
             params["continue"] = token
 
-    async def watch_once(self, resource_version: str) -> None:
-        """Follow the stream until the server closes it; keep :attr:`resource_version` current."""
+    def watch_path(self, resource_version: str) -> str:
         params = {
             **self._params(),
+            "watch": "true",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": self.server_timeout,
+            "timeoutSeconds": str(self.server_timeout),
         }
-        request = _request(self.client, self.resource, self.namespace or "*", params, True)
-        api = self._fast_api()
-        if api is not None:
-            try:
-                async with api.stream(_path(api, request), read_timeout=self.server_timeout + 30.0) as lines:
-                    self.live = True
-                    try:
-                        async for line in lines:
-                            await self._on_line(line)
-                    finally:
-                        self.live = False
-            except (ApiError, httpx2.HTTPStatusError) as error:
-                if status_code(error) == 410:
-                    raise Gone() from None
-                raise
-            return
-        request.extensions["timeout"] = {
-            "connect": 10.0,
-            "read": self.server_timeout + 30.0,
-            "write": 10.0,
-            "pool": 10.0,
-        }
-        response = await _send(self.client, request, stream=True)
-        self.live = True
+        return f"{self.path}?{urlencode(params)}"
+
+    async def watch_once(self, resource_version: str) -> None:
+        """Follow the stream until the server closes it; keep :attr:`resource_version` current."""
         try:
-            async for text in response.aiter_lines():
-                await self._on_line(text)
-        finally:
-            self.live = False
-            await response.aclose()
+            async with self.api.stream(
+                self.watch_path(resource_version), read_timeout=self.server_timeout + 30.0
+            ) as lines:
+                self.live = True
+                try:
+                    async for line in lines:
+                        await self._on_line(line)
+                finally:
+                    self.live = False
+        except GoneError:
+            raise Gone() from None
 
     async def _on_line(self, line: str | bytes) -> None:
         if not line or line.isspace():

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from lightkube import ApiError
-
 from ..model.podfacts import pod_info_from_json
 from ..model.record import PodInfo
-from .client import is_not_found
-from .raw import JsonApi
+from .api import JsonApi
+from .errors import NotFound
 
 
 async def lookup_pod(api: JsonApi, namespace: str, name: str) -> PodInfo:
@@ -19,8 +17,6 @@ async def lookup_pod(api: JsonApi, namespace: str, name: str) -> PodInfo:
         pod = await api.request(
             "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
         )
-    except ApiError as error:
-        if is_not_found(error):
-            return PodInfo(name=name, namespace=namespace, exists=False)
-        raise
+    except NotFound:
+        return PodInfo(name=name, namespace=namespace, exists=False)
     return pod_info_from_json(pod)

@@ -90,34 +90,3 @@ def sighting_from_pod(pod: Mapping[str, Any], now: str) -> Sighting | None:
         reason=str(target.get("reason", "")),
         message=str(target.get("message") or ""),
     )
-
-
-def _event_component(event: Mapping[str, Any]) -> str:
-    return str(event.get("reportingController") or (event.get("source") or {}).get("component") or "")
-
-
-def sighting_from_event(event: Mapping[str, Any], now: str) -> Sighting | None:
-    """A disruption told by an Event on a Pod: the kubelet's Evicted, Preempted, TaintManagerEviction."""
-    involved = event.get("involvedObject") or event.get("regarding") or {}
-    if involved.get("kind") != "Pod" or not involved.get("name"):
-        return None
-    reason = str(event.get("reason", ""))
-    message = str(event.get("message") or event.get("note") or "")
-    component = _event_component(event)
-    if reason == "Evicted" and component == "kubelet":
-        source = Source.KUBELET
-    elif reason == "Preempted":
-        source = Source.PREEMPTION
-    elif reason == "TaintManagerEviction" and message.startswith("Marking for deletion"):
-        source = Source.TAINT_MANAGER
-    else:
-        return None
-    info = PodInfo(
-        name=str(involved.get("name")),
-        namespace=str(involved.get("namespace") or (event.get("metadata") or {}).get("namespace") or ""),
-        uid=str(involved.get("uid") or ""),
-        node_name=str((event.get("source") or {}).get("host") or ""),
-    )
-    when = str(event.get("firstTimestamp") or event.get("eventTime") or now)
-    pressure = parse_pressure(message) if source is Source.KUBELET else {}
-    return Sighting(pod=info, source=source, time=when, reason=reason, message=message, pressure=pressure)

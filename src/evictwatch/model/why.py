@@ -48,8 +48,28 @@ def event_component(event: Mapping[str, Any]) -> str:
     return str(event.get("reportingController") or (event.get("source") or {}).get("component") or "")
 
 
+WRITERS: dict[str, tuple[str, ...]] = {
+    "Preempted": ("scheduler",),
+    "Evicted": ("kubelet", "karpenter"),
+    "TaintManagerEviction": ("taint-eviction-controller", "taint-controller", "node-controller"),
+}
+"""Who may say what: an Event with one of these reasons explains an eviction only when a
+component of that kind wrote it (anyone allowed to create Events could write the rest)."""
+
+
+def trusted(event: Mapping[str, Any]) -> bool:
+    """False for an Event whose reason belongs to a component that did not write it."""
+    writers = WRITERS.get(str(event.get("reason", "")))
+    if writers is None:
+        return True
+    component = event_component(event)
+    return any(writer in component for writer in writers)
+
+
 def explains(event: Mapping[str, Any]) -> bool:
     reason = str(event.get("reason", ""))
+    if not trusted(event):
+        return False
     if reason in EXPLAINING_REASONS:
         return reason != "Killing"
     # The descheduler names the Event after its strategy; its action says what it did.

@@ -17,10 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from lightkube import ApiError, AsyncClient
-
-from ..kube.client import is_conflict, is_not_found, status_code
-from ..kube.raw import JsonApi
+from ..kube.api import JsonApi
+from ..kube.errors import ApiError, Conflict, NotFound
 from ..model.record import (
     PodInfo,
     Sighting,
@@ -31,6 +29,7 @@ from ..model.record import (
     record_name,
 )
 from ..model.types import EvictionAttempt
+from .cache import RecordCache
 from .crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .signing import SIGNATURE_ANNOTATION, signature
 
@@ -63,14 +62,16 @@ class RecordStore:
 
     def __init__(
         self,
-        client: AsyncClient,
+        api: JsonApi,
         key: bytes,
         *,
         field_manager: str = "evictwatch",
-        api: JsonApi | None = None,
+        records: RecordCache | None = None,
     ) -> None:
-        self.client = client
-        self.api = api or JsonApi(client)
+        self.api = api
+        self.records = records
+        """The watch-fed records, where the process has them: another replica's record is then
+        known too, and its next attempt is one compare-and-swap write."""
         self.key = key
         self.field_manager = field_manager
         self._known: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -93,6 +94,8 @@ class RecordStore:
         its change makes the test fail, and the caller falls back to read-modify-write.
         """
         known = self._known.get(f"{namespace}/{name}")
+        if known is None and self.records is not None:
+            known = self.records.spec(namespace, name)
         if known is None:
             return None
         spec = change(known)
@@ -112,7 +115,7 @@ class RecordStore:
                 "application/json-patch+json",
             )
         except ApiError as error:
-            log.debug("patch of %s/%s fell back to a merge: %s", namespace, name, status_code(error))
+            log.debug("patch of %s/%s fell back to a merge: %s", namespace, name, error.code)
             self._known.pop(f"{namespace}/{name}", None)
             return None
         self._remember(namespace, name, spec)
@@ -143,10 +146,8 @@ class RecordStore:
                 {"fieldManager": self.field_manager},
             )
             return True
-        except ApiError as error:
-            if is_conflict(error):
-                return False
-            raise
+        except Conflict:
+            return False
 
     async def record_api_attempt(self, attempt: EvictionAttempt, pod: PodInfo) -> WriteResult:
         """Record one Eviction API attempt at ``pod`` (which may not exist)."""
@@ -183,9 +184,7 @@ class RecordStore:
         for attempt in range(_MAX_MERGE_TRIES):
             try:
                 current = await self.api.request("GET", self._path(namespace, name))
-            except ApiError as error:
-                if not is_not_found(error):
-                    raise
+            except NotFound:
                 raise RuntimeError(f"record {namespace}/{name} vanished while merging") from None
             spec = change(current.get("spec") or {})
             if spec is None:
@@ -204,9 +203,7 @@ class RecordStore:
                 )
                 self._remember(namespace, name, spec)
                 return WriteResult(name, False, int(spec.get("attempts") or 0))
-            except ApiError as error:
-                if not is_conflict(error):
-                    raise
+            except Conflict:
                 log.debug("merge conflict on %s/%s, try %d", namespace, name, attempt + 1)
                 await asyncio.sleep(0.005 * (attempt + 1))
         raise RuntimeError(f"could not merge into {namespace}/{name} after {_MAX_MERGE_TRIES} tries")
