@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2
+import aiohttp
 from aiohttp import web
 from lightkube import AsyncClient
 from prometheus_client.exposition import choose_encoder
@@ -81,7 +81,7 @@ class Operator:
     _tmp: tempfile.TemporaryDirectory[str] | None = None
     _background: asyncio.Task[None] | None = None
     _elector: LeaderElector | None = None
-    _http: httpx2.AsyncClient | None = None
+    _http: aiohttp.ClientSession | None = None
     _store: RecordStore | None = None
     api: JsonApi | None = None
     records: RecordCache | None = None
@@ -141,8 +141,8 @@ class Operator:
             await self._start_metrics()
         if acting:
             assert self.pod_cache is not None
-            self._http = httpx2.AsyncClient()
-            sinks = build_sinks(self.config, self.client, self._http, self.environ)
+            self._http = aiohttp.ClientSession(trust_env=True)  # proxies from the environment, as before
+            sinks = build_sinks(self.config, api, self._http, self.environ)
             watching = self.config.watchers
             if self.config.controller.enabled:
                 self.controller = Controller(
@@ -153,7 +153,7 @@ class Operator:
                     sinks,
                     key,
                     self.config.controller,
-                    events=watching.enabled and watching.events,
+                    events=watching.events,
                 )
             if watching.enabled and watching.pods:
                 self.watchers = Watchers(store, self.records, self.pod_cache, capture_filter)
@@ -295,7 +295,7 @@ class Operator:
             await self._metrics_runner.cleanup()
             self._metrics_runner = None
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
         if self.api is not None:
             await self.api.close()

@@ -390,9 +390,7 @@ async def strict_server(
     served: tuple[OperatorProcess, WebhookCertificates],
 ) -> AsyncIterator[WebhookServer]:
     certs = served[1]
-    webhook = EvictionWebhook(
-        cast(Any, None), CaptureFilter(Filter(namespaces=["nowhere"]), SelfIdentity()), cast(Any, None)
-    )
+    webhook = EvictionWebhook(CaptureFilter(Filter(namespaces=["nowhere"]), SelfIdentity()), cast(Any, None))
     server = WebhookServer(
         webhook,
         "127.0.0.1",

@@ -35,6 +35,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBi
 
 from evictwatch.capture import registration
 from evictwatch.config import parse_config
+from evictwatch.kube.api import JsonApi
 from evictwatch.kube.client import from_manifest
 from evictwatch.records.install import ensure_crd
 from evictwatch.records.resource import PodEviction
@@ -375,7 +376,9 @@ async def scenario(
     control_plane: ControlPlane, kube: AsyncClient, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Scenario]:
     folder = tmp_path_factory.mktemp("security")
-    await ensure_crd(kube)
+    api = JsonApi(kube)
+    await ensure_crd(api)
+    await api.close()
     release = unique("ew-sec")
     release_ns = await create_namespace(kube, release)
     namespace = await create_namespace(kube, unique("ew-sec-app"))

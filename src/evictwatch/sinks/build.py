@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx2
-from lightkube import AsyncClient
+import aiohttp
 
 from ..config import Config
 from ..config import HttpSink as HttpSettings
+from ..kube.api import JsonApi
 from .base import Sink
 from .events import EventsSink
 from .handlers import handler_sinks
@@ -19,7 +19,7 @@ from .slack import SlackSink
 
 
 def _http_kwargs(
-    settings: HttpSettings, environ: Mapping[str, str], client: httpx2.AsyncClient
+    settings: HttpSettings, environ: Mapping[str, str], client: aiohttp.ClientSession
 ) -> dict[str, object]:
     url = settings.url or environ.get(settings.urlEnv or "", "")
     secret = environ.get(settings.hmacSecretEnv or "", "").encode() or None
@@ -37,7 +37,7 @@ def _http_kwargs(
 
 
 def build_sinks(
-    config: Config, client: AsyncClient, http: httpx2.AsyncClient, environ: Mapping[str, str]
+    config: Config, api: JsonApi, http: aiohttp.ClientSession, environ: Mapping[str, str]
 ) -> list[Sink]:
     settings = config.sinks
     sinks: list[Sink] = []
@@ -53,7 +53,7 @@ def build_sinks(
                 "events",
                 settings.events.filter,
                 settings.events.maxAttempts,
-                client=client,
+                api=api,
                 on_owner=settings.events.onOwner,
             )
         )

@@ -6,15 +6,16 @@ meets a 409 and counts as done instead of writing a second Event.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from lightkube import ApiError, AsyncClient
-from lightkube.resources.core_v1 import Event
+from urllib.parse import quote
 
-from ..kube.client import from_manifest, is_conflict
+from ..kube.api import JsonApi
+from ..kube.errors import Conflict
 from ..model.notice import Eviction
 from ..model.types import Outcome
 from .base import SinkBase
@@ -53,7 +54,7 @@ def event_message(eviction: Eviction) -> str:
 
 @dataclass
 class EventsSink(SinkBase):
-    client: AsyncClient | None = None
+    api: JsonApi | None = None
     on_owner: bool = True
 
     async def deliver(self, eviction: Eviction) -> None:
@@ -81,7 +82,7 @@ class EventsSink(SinkBase):
             await self._write(eviction, target)
 
     async def _write(self, eviction: Eviction, target: dict[str, Any]) -> None:
-        assert self.client is not None
+        assert self.api is not None
         reason, kind = REASONS[eviction.outcome]
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         name = f"{eviction.record[:200]}.{str(eviction.outcome).lower()}.{target['kind'].lower()}"
@@ -104,8 +105,6 @@ class EventsSink(SinkBase):
             "lastTimestamp": now,
             "count": 1,
         }
-        try:
-            await self.client.create(from_manifest(Event, manifest))
-        except ApiError as error:
-            if not is_conflict(error):
-                raise
+        path = f"/api/v1/namespaces/{quote(eviction.namespace, safe='')}/events"
+        with contextlib.suppress(Conflict):  # made before a crash: delivered already
+            await self.api.request("POST", path, manifest)

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
+import aiohttp
 
 from ..model.notice import Eviction
 from .base import SinkBase
@@ -53,7 +53,8 @@ class HttpSink(SinkBase):
     timeout: float = 5.0
     secret: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    client: httpx2.AsyncClient | None = None
+    client: aiohttp.ClientSession | None = None
+    """The sinks' one session (a connection pool per receiver); a session of its own when None."""
 
     def body(self, eviction: Eviction) -> tuple[bytes, str]:
         return json.dumps(cloudevent(eviction), separators=(",", ":")).encode(), CLOUDEVENTS_CONTENT_TYPE
@@ -63,13 +64,17 @@ class HttpSink(SinkBase):
         headers = {**self.headers, "Content-Type": content_type, "Idempotency-Key": eviction.idempotency_key}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
-        client = self.client or httpx2.AsyncClient()
+        client = self.client or aiohttp.ClientSession(trust_env=True)
         try:
-            reply = await client.post(self.url, content=body, headers=headers, timeout=self.timeout)
-        except httpx2.HTTPError as error:
+            async with client.post(
+                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as reply:
+                await reply.read()
+                status = reply.status
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise DeliveryError(f"{self.name}: {type(error).__name__}") from None
         finally:
             if self.client is None:
-                await client.aclose()
-        if reply.status_code >= 300:
-            raise DeliveryError(f"{self.name}: HTTP {reply.status_code}")
+                await client.close()
+        if status >= 300:
+            raise DeliveryError(f"{self.name}: HTTP {status}")
