@@ -33,9 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evictwatch.kube.http1 import Http1Pool
+
 from bench import common
 from bench.common import Api, OperatorProcess, Target
-from evictwatch.kube.http1 import Http1Pool
 
 FLOOR_MS = 4.3  # a do-nothing webhook (~1.8 ms) plus one API write (~2.5 ms) on these machines
 TARGET_MS = 5.0

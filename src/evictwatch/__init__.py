@@ -9,8 +9,15 @@ The public face for user handlers::
         ...
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .model.notice import Eviction
 from .model.types import Component, Outcome, Source
 from .sinks.handlers import on_eviction
 
-__all__ = ["Component", "Eviction", "Outcome", "Source", "on_eviction"]
+try:
+    __version__ = version("evictwatch")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = ["Component", "Eviction", "Outcome", "Source", "__version__", "on_eviction"]

@@ -26,7 +26,7 @@ from aiohttp import web
 from lightkube import AsyncClient
 from prometheus_client.exposition import choose_encoder
 
-from . import telemetry
+from . import __version__, telemetry
 from .aio import cancel_and_wait
 from .capture import registration
 from .capture.filtering import CaptureFilter
@@ -95,7 +95,7 @@ class Operator:
         load_handlers(self.handler_modules, self.handler_files)
         settings = self.config.webhook
         self.client = self.client or make_client(self.kubeconfig)
-        api = self.api = JsonApi(self.client)
+        api = self.api = JsonApi(self.client, user_agent=f"evictwatch/{__version__} ({self.identity})")
         if self.install_crd:
             await ensure_crd(api)
         key = self.record_key or load_key(self.environ)
@@ -146,7 +146,6 @@ class Operator:
             watching = self.config.watchers
             if self.config.controller.enabled:
                 self.controller = Controller(
-                    self.client,
                     api,
                     self.records,
                     self.pod_cache,

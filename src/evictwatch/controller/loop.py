@@ -12,8 +12,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from lightkube import AsyncClient
-
 from ..aio import cancel_and_wait
 from ..capture.podcache import PodFactsCache
 from ..config import ControllerConfig
@@ -34,7 +32,6 @@ SYNC_WAIT_SECONDS = 10.0
 class Controller:
     def __init__(
         self,
-        client: AsyncClient,
         api: JsonApi,
         records: RecordCache,
         pods: PodFactsCache | None,
@@ -44,7 +41,7 @@ class Controller:
         *,
         events: bool = True,
     ) -> None:
-        self.client = client
+        self.api = api
         self.settings = settings
         self.records = records
         self.caches = ContextCaches(api, events=events)
@@ -76,7 +73,8 @@ class Controller:
         await asyncio.sleep(min(policy.intervalSeconds, 10.0))  # let the first sync settle first
         while True:
             try:
-                await retention.enforce(self.client, policy.ttlSeconds, policy.maxPerNamespace)
+                records = [record for _, record in self.records.items()]
+                await retention.enforce(self.api, records, policy.ttlSeconds, policy.maxPerNamespace)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - try again next round

@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
-
-from lightkube import ApiError, AsyncClient
+from urllib.parse import quote
 
 from .. import telemetry
-from ..kube.client import is_not_found
+from ..kube.api import JsonApi
+from ..kube.errors import NotFound
 from ..model.outcome import parse_time
-from ..records.resource import PodEviction
+from ..records.crd import GROUP, PLURAL, VERSION
 
 log = logging.getLogger("evictwatch.retention")
 
@@ -45,20 +46,19 @@ def plan(
     return doomed
 
 
-async def enforce(client: AsyncClient, ttl_seconds: float, max_per_namespace: int) -> int:
-    """Delete what :func:`plan` picks; returns how many records were deleted."""
-    records = [
-        item.to_dict() if hasattr(item, "to_dict") else dict(item)
-        async for item in client.list(PodEviction, namespace="*")
-    ]
+async def enforce(
+    api: JsonApi, records: Iterable[dict[str, Any]], ttl_seconds: float, max_per_namespace: int
+) -> int:
+    """Delete what :func:`plan` picks among ``records`` (the records cache: no list per round);
+    returns how many records were deleted."""
     deleted = 0
-    for record, reason in plan(records, datetime.datetime.now(datetime.UTC), ttl_seconds, max_per_namespace):
+    now = datetime.datetime.now(datetime.UTC)
+    for record, reason in plan(list(records), now, ttl_seconds, max_per_namespace):
         metadata = record["metadata"]
+        namespace, name = quote(metadata["namespace"], safe=""), quote(metadata["name"], safe="")
         try:
-            await client.delete(PodEviction, metadata["name"], namespace=metadata["namespace"])
-        except ApiError as error:
-            if not is_not_found(error):
-                raise
+            await api.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}")
+        except NotFound:
             continue
         deleted += 1
         telemetry.RECORDS_DELETED.labels(reason).inc()

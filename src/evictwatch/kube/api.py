@@ -86,8 +86,17 @@ def single_config(source: Any) -> SingleConfig:
 class JsonApi:
     """GET, write and watch JSON documents by API path; share one per process (it holds the pool)."""
 
-    def __init__(self, source: Any, *, pool_size: int = POOL_SIZE, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        source: Any,
+        *,
+        pool_size: int = POOL_SIZE,
+        timeout: float = CALL_TIMEOUT,
+        user_agent: str = "evictwatch",
+    ) -> None:
         config = single_config(source)
+        self.user_agent = user_agent
+        """Sent with every call: the API server's audit log tells our calls (and which replica's) apart."""
         self.config = config
         self.credentials = Credentials.from_config(config)
         self._base = config.cluster.server.rstrip("/")
@@ -122,7 +131,7 @@ class JsonApi:
         return self._session
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "evictwatch"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         authorization = await self.credentials.header()
         if authorization is not None:
             headers["Authorization"] = authorization

@@ -11,7 +11,6 @@ import datetime
 import os
 from dataclasses import dataclass
 from typing import Any
-
 from urllib.parse import quote
 
 from ..kube.api import JsonApi
