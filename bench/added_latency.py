@@ -1,160 +1,147 @@
-"""Added latency: the Eviction API call through the real kube-apiserver with and without the webhook.
+"""Added latency and cost of the operator as installed, beside a minimal recorder, in the same rounds.
 
-Two namespaces of Pending Pods (the API server deletes those at once): one that the webhook's
-``namespaceSelector`` selects, one that it excludes. Each round makes, in a random order, one
-eviction in each namespace, one ``?dryRun=All`` eviction in each (the webhook is called, as its
-``sideEffects`` is NoneOnDryRun, but answers without any API call), and two API writes through
-the client the webhook writes with (``evictwatch.kube.http1``) on a connection of their own: a
-bare PodEviction create (the floor's write) and a ConfigMap create (for comparison). The evictions
-go through one client, one keep-alive HTTPS connection.
+Four namespaces of Pending Pods (the API server deletes those at once), each behind a
+different webhook, and one eviction in each per round, in a random order:
 
-Reported: the median paired difference of the real evictions (covered minus excluded: what the
-webhook adds), the same for the dry runs (what calling a do-nothing webhook costs here), and the
-floor *measured alongside*: do-nothing webhook + one record create, both taken in the same rounds
-and so under the same load. This machine's speed drifts by tens of percent within minutes (two
-cores shared with other tenants), so only a floor taken alongside is a fair yardstick; the fixed
-figures of the issue (4.3 ms, goal 5.16 ms) are reported too.
+* ``installed``: evictwatch as installed (default config: webhook, controller, watchers, the
+  default sinks: Events, metrics, logs);
+* ``webhook_only``: a second evictwatch with the controller and the watchers off (a partial
+  configuration: the second row);
+* ``minimal``: the yardstick, ``bench.minimal_recorder``: one record create per attempt,
+  nothing else;
+* ``off``: no webhook.
 
-The operator runs as a separate process; by default with the controller and the watchers off, so
-only what sits on the eviction's path is measured (``--with-controller`` runs everything). Its
-Pod-facts cache is on, as by default, so the Pods (created before it starts) are looked up
-without a GET; ``--no-pod-cache`` measures the GET-per-review path instead.
+What a webhook adds is the median paired difference with ``off`` in the same round, so the
+machine's drift (tens of percent within minutes on two shared cores) cancels out. The goal:
+the operator as installed adds at most 1.2 x what the minimal recorder adds.
 
-    python -m bench.added_latency [--pairs 300] [--with-controller] [--no-pod-cache] [--quick]
+As in a cluster, where the operator runs on its own node, the control plane (and this client)
+keep to CPU 0 and the webhook processes to CPU 1 (``taskset``; ``--no-pin`` to share both).
+After the rounds it waits until every record of the installed operator is settled and
+delivered, then reports per eviction: the operator's API calls by verb and resource (the API
+server's audit log, by the operator's User-Agent), the API server's ``apiserver_request_total``
+over the run (every client), and the operator's CPU time.
+
+    python -m bench.added_latency [--pairs 300] [--no-pin] [--quick]
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from evictwatch.kube.http1 import Http1Pool
-
 from bench import common
 from bench.common import Api, OperatorProcess, Target
 
-FLOOR_MS = 4.3  # a do-nothing webhook (~1.8 ms) plus one API write (~2.5 ms) on these machines
-TARGET_MS = 5.0
+SERIES = ("installed", "webhook_only", "minimal", "off")
+GOAL_RATIO = 1.2
+FINAL = {"Evicted", "Blocked", "PodGone", "Failed"}
 
 
-async def wait_webhook_active(api: Api, operator: OperatorProcess, namespace: str, pod: str) -> None:
-    """The API server picks a new configuration up a moment after it is created: dry-run until it calls us."""
+async def wait_webhook_active(api: Api, namespace: str, pod: str, count_calls: Any) -> None:
+    """The API server picks a new configuration up a moment after it is created: dry-run until it calls."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        before = common.metric_sum(await operator.metrics(), "evictwatch_webhook_requests_total")
+        before = await count_calls()
         await api.evict(namespace, pod, dry_run=True)
-        if common.metric_sum(await operator.metrics(), "evictwatch_webhook_requests_total") > before:
+        if await count_calls() > before:
             return
         await asyncio.sleep(0.2)
-    raise RuntimeError(f"the API server did not call the webhook within 30 s:\n{operator.log_tail()}")
+    raise RuntimeError(f"the API server did not call the webhook of {namespace} within 30 s")
 
 
-ROUND_STEPS = ("on", "off", "dry_on", "dry_off", "create_podeviction", "create_configmap")
+class MinimalRecorder:
+    """``bench.minimal_recorder`` as a child process on the operator's CPU."""
+
+    def __init__(self, target: Target, selector: str, name: str, cpus: set[int] | None) -> None:
+        self.target, self.selector, self.name, self.cpus = target, selector, name, cpus
+        self.tmp = tempfile.TemporaryDirectory(prefix="ewb-minimal-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, ready: Path) -> None:
+        log = open(Path(self.tmp.name) / "log", "wb")  # noqa: SIM115 - the child keeps it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.minimal_recorder", "--kubeconfig", str(self.target.kubeconfig_path),
+             "--selector", self.selector, "--name", self.name, "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=common.child_setup(self.cpus), cwd=common.REPO,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        ready = Path(self.tmp.name) / "ready"
+        self._spawn(ready)
+        assert self.process is not None
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the minimal recorder did not start: {(Path(self.tmp.name) / 'log').read_text()}"
+                )
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            for _ in range(100):
+                if self.process.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            if self.process.poll() is None:
+                self.process.kill()
+        self.tmp.cleanup()
 
 
 async def rounds(
-    api: Api,
-    lean: Http1Pool,
-    covered: str,
-    excluded: str,
-    names: list[str],
-    dry_names: list[str],
-    *,
-    rng: random.Random,
-    tag: str,
-    auth: dict[str, str],
+    api: Api, namespaces: dict[str, str], names: list[str], rng: random.Random
 ) -> tuple[dict[str, list[float]], list[int]]:
-    """One round per name: every measured call once, in a random order; seconds per step."""
-    times: dict[str, list[float]] = {step: [] for step in ROUND_STEPS}
+    """One round per name: an eviction in each namespace, in a random order; seconds per series."""
+    times: dict[str, list[float]] = {series: [] for series in SERIES}
     statuses: list[int] = []
-    records = f"/apis/evictwatch.io/v1alpha1/namespaces/{excluded}/podevictions"
-    configmaps = f"/api/v1/namespaces/{excluded}/configmaps"
-
-    async def lean_create(path: str, body: dict[str, Any]) -> None:
-        reply = await lean.request("POST", path, json.dumps(body).encode(), {**JSON, **auth})
-        if reply.status != 201:
-            raise RuntimeError(f"POST {path}: {reply.status}")
-
-    async def call(step: str, name: str, dry: str, own: str) -> int:
-        if step in ("on", "off", "dry_on", "dry_off"):
-            namespace = covered if step.endswith("on") else excluded
-            status, _ = await api.evict(
-                namespace, dry if step.startswith("dry") else name, dry_run=step.startswith("dry")
-            )
-            return status
-        if step == "create_podeviction":
-            await lean_create(records, bare_record(own))
-        else:
-            await lean_create(
-                configmaps, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": own}}
-            )
-        return 201
-
-    for i, name in enumerate(names):
-        order = list(ROUND_STEPS)
+    for name in names:
+        order = list(SERIES)
         rng.shuffle(order)
-        for step in order:
+        for series in order:
             started = time.perf_counter()
-            status = await call(step, name, dry_names[i % len(dry_names)], f"floor-{tag}-{i}")
-            times[step].append(time.perf_counter() - started)
-            if step not in ("create_podeviction", "create_configmap"):
-                statuses.append(status)
+            status, _ = await api.evict(namespaces[series], name)
+            times[series].append(time.perf_counter() - started)
+            statuses.append(status)
     return times, statuses
 
 
-def bare_record(name: str) -> dict[str, Any]:
-    """The least a PodEviction can hold: what "one API write" of this design costs at the least."""
+def paired(on: list[float], off: list[float]) -> dict[str, Any]:
+    diffs = [a - b for a, b in zip(on, off, strict=True)]
     return {
-        "apiVersion": "evictwatch.io/v1alpha1",
-        "kind": "PodEviction",
-        "metadata": {"name": name},
-        "spec": {"pod": {"name": name}, "source": "EvictionAPI", "attempts": 1},
+        "latency": common.latency_ms(on),
+        "added_p50_ms": round(common.percentile(diffs, 50) * 1000, 3),
+        "added_mean_ms": round(sum(diffs) / len(diffs) * 1000, 3) if diffs else None,
+        "added_p90_ms": round(common.percentile(diffs, 90) * 1000, 3),
     }
 
 
-JSON = {"Content-Type": "application/json", "Accept": "application/json"}
-
-
-async def get_pod_ms(target: Target, namespace: str, pod: str, count: int) -> dict[str, Any]:
-    """A Pod GET from a lean client: the webhook's lookup without its cache."""
-    pool = Http1Pool(target.url, target.context, size=1)
-
-    async def timed() -> float:
-        started = time.perf_counter()
-        reply = await pool.request(
-            "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}", None, target.headers()
-        )
-        if reply.status != 200:
-            raise RuntimeError(f"GET Pod {namespace}/{pod}: {reply.status}")
-        return time.perf_counter() - started
-
-    try:
-        for _ in range(10):
-            await timed()
-        return common.latency_ms([await timed() for _ in range(count)])
-    finally:
-        await pool.close()
-
-
-def summarise(on: list[float], off: list[float]) -> dict[str, Any]:
-    diffs = [(a - b) for a, b in zip(on, off, strict=True)]
-    with_webhook, without = common.latency_ms(on), common.latency_ms(off)
-    return {
-        "with_webhook": with_webhook,
-        "without_webhook": without,
-        "added_median_ms": round(with_webhook["p50_ms"] - without["p50_ms"], 3),
-        "added_p99_ms": round(with_webhook["p99_ms"] - without["p99_ms"], 3),
-        "paired_difference_ms": {
-            "p50_ms": round(common.percentile(diffs, 50) * 1000, 3),
-            "mean_ms": round(sum(diffs) / len(diffs) * 1000, 3) if diffs else None,
-            "p90_ms": round(common.percentile(diffs, 90) * 1000, 3),
-        },
-    }
+async def settled(api: Api, namespace: str, count: int, timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Every record of ``namespace`` settled and delivered to every sink (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        records = await api.records(namespace)
+        done = [
+            r for r in records
+            if (r.get("status") or {}).get("outcome") in FINAL
+            and (r.get("status") or {}).get("deliveries")
+            and all(d.get("state") in ("Delivered", "Skipped", "Failed")
+                    for d in r["status"]["deliveries"].values())
+        ]  # fmt: skip
+        if len(records) >= count and len(done) == len(records):
+            return records
+        await asyncio.sleep(0.5)
+    return records
 
 
 async def run(
@@ -163,199 +150,208 @@ async def run(
     results_dir: str | Path | None = None,
     pairs: int = 300,
     warmup: int = 20,
-    with_controller: bool = False,
-    pod_cache: bool = True,
+    pin: bool = True,
     seed: int = 1,
 ) -> dict[str, Any]:
     run_id = common.short_id()
     rng = random.Random(seed)
-    # The floor's writes go through the client the webhook writes with, one connection.
-    lean = Http1Pool(target.url, target.context, size=1)
+    pin = pin and (os.cpu_count() or 1) >= 2 and common.pin_control_plane(target, {0})
+    operator_cpus = {1} if pin else None
+    if pin:
+        os.sched_setaffinity(0, {0})  # this client is one of the cluster's other clients
+    names = [f"p-{i:05d}" for i in range(warmup + pairs)]
     async with Api(target) as setup, Api(target, connections=1) as api:
-        covered = await setup.create_namespace(f"ewb-{run_id}-on", {"evictwatch.io/bench-run": run_id})
-        excluded = await setup.create_namespace(f"ewb-{run_id}-off")
-        names = [f"p-{i:05d}" for i in range(warmup + pairs)]
-        dry_names = [f"dry-{i:02d}" for i in range(10)]
-        for namespace in (covered, excluded):
-            await common.create_pods(setup, namespace, names + dry_names)
-        enabled = {"enabled": with_controller}
-        config = common.operator_config(
-            run_id,
-            controller={**enabled, "blockedAfterSeconds": 2},
-            watchers=enabled,
-            webhook={**common.operator_config(run_id)["webhook"], "podCache": pod_cache},
+        namespaces = {
+            "installed": await setup.create_namespace(
+                f"ewb-{run_id}-in", {"evictwatch.io/bench-run": run_id}
+            ),
+            "webhook_only": await setup.create_namespace(
+                f"ewb-{run_id}-wo", {"evictwatch.io/bench-run": f"{run_id}-wo"}
+            ),
+            "minimal": await setup.create_namespace(
+                f"ewb-{run_id}-mr", {"evictwatch.io/bench-minimal": run_id}
+            ),
+            "off": await setup.create_namespace(f"ewb-{run_id}-off"),
+        }
+        for namespace in namespaces.values():
+            await common.create_pods(setup, namespace, [*names, "dry"])
+        installed = OperatorProcess(
+            target,
+            common.operator_config(run_id, capture={"namespaces": [namespaces["installed"]]}),
+            cpus=operator_cpus,
+            identity=f"bench-installed-{run_id}",
         )
-        operator = OperatorProcess(target, config)
-        await operator.start(setup)
+        webhook_only = OperatorProcess(
+            target,
+            common.operator_config(
+                f"{run_id}-wo",
+                capture={"namespaces": [namespaces["webhook_only"]]},
+                controller={"enabled": False},
+                watchers={"enabled": False},
+            ),
+            cpus=operator_cpus,
+            identity=f"bench-webhook-only-{run_id}",
+            # A key of its own: the installed operator's controller must not settle its records.
+            record_key="evictwatch-bench-webhook-only-key",
+        )
+        minimal = MinimalRecorder(
+            target, f"evictwatch.io/bench-minimal={run_id}", f"ewb-minimal-{run_id}", operator_cpus
+        )
         try:
-            if with_controller:
-                await operator.wait_leading(setup)
-            await wait_webhook_active(api, operator, covered, dry_names[0])
-            if pod_cache:
-                await asyncio.sleep(1.5)  # the cache uses a Pod's facts once they are a second old
-            await rounds(
-                api,
-                lean,
-                covered,
-                excluded,
-                names[:warmup],
-                dry_names,
-                rng=rng,
-                tag="warm",
-                auth=target.headers(),
-            )
-            usage_sampler = common.Sampler(operator.pid).start()
-            times, statuses = await rounds(
-                api,
-                lean,
-                covered,
-                excluded,
-                names[warmup:],
-                dry_names,
-                rng=rng,
-                tag="run",
-                auth=target.headers(),
-            )
-            usage = await usage_sampler.stop()
-            samples = await operator.metrics()
-            records = [
-                r for r in await setup.records(covered) if not r["metadata"]["name"].startswith("floor-")
-            ]
-            get_pod = await get_pod_ms(target, excluded, dry_names[0], max(10, min(pairs, 100)))
+            await installed.start(setup)
+            await webhook_only.start(setup)
+            await minimal.start()
+            await installed.wait_leading(setup)
+            for series, process in (("installed", installed), ("webhook_only", webhook_only)):
+
+                async def calls(process: OperatorProcess = process) -> float:
+                    return common.metric_sum(await process.metrics(), "evictwatch_webhook_requests_total")
+
+                await wait_webhook_active(api, namespaces[series], "dry", calls)
+
+            await asyncio.sleep(2.0)  # the minimal recorder's configuration is picked up too, and the
+            # Pod cache answers for Pods whose facts are a second old
+            await rounds(api, namespaces, names[:warmup], rng)
+            await settled(setup, namespaces["installed"], warmup)
+            if not await setup.records(namespaces["minimal"]):
+                raise RuntimeError("the minimal recorder was not called during the warm-up rounds")
+            await common.wait_quiet(installed.pid, window=1.0, below=0.05, timeout=60)
+            audit_from = common.audit_position(target)
+            requests_before = await common.apiserver_requests(setup)
+            cpu_before = {p.identity: common.proc_cpu_seconds(p.pid) for p in (installed, webhook_only)}
+            assert minimal.process is not None
+            minimal_cpu_before = common.proc_cpu_seconds(minimal.process.pid)
+            times, statuses = await rounds(api, namespaces, names[warmup:], rng)
+            records = await settled(setup, namespaces["installed"], warmup + pairs)
+            cpu = {
+                p.identity: common.proc_cpu_seconds(p.pid) - cpu_before[p.identity]
+                for p in (installed, webhook_only)
+            }
+            minimal_cpu = common.proc_cpu_seconds(minimal.process.pid) - minimal_cpu_before
+            requests = common.request_delta(requests_before, await common.apiserver_requests(setup))
+            calls = {
+                "installed": common.audit_calls(
+                    target, audit_from, f"evictwatch/{_version()} ({installed.identity})"
+                ),
+                "webhook_only": common.audit_calls(
+                    target, audit_from, f"evictwatch/{_version()} ({webhook_only.identity})"
+                ),
+                "minimal": common.audit_calls(target, audit_from, "minimal-recorder"),
+            }
+            samples = await installed.metrics()
         finally:
-            await operator.stop(setup)
-            await lean.close()
-        for namespace in (covered, excluded):
+            await minimal.stop()
+            await webhook_only.stop(setup)
+            await installed.stop(setup)
+        for namespace in namespaces.values():
             await setup.delete_namespace(namespace)
     return report(
-        times,
-        statuses,
-        samples,
-        records,
-        get_pod,
-        usage,
-        pairs=pairs,
-        warmup=warmup,
-        with_controller=with_controller,
-        pod_cache=pod_cache,
-        machine=common.machine_info(target),
-        results_dir=results_dir,
-    )
+        times, statuses, records, calls, requests, cpu, minimal_cpu, samples,
+        pairs=pairs, warmup=warmup, pinned=pin, machine=common.machine_info(target),
+        identities=(installed.identity, webhook_only.identity), results_dir=results_dir,
+    )  # fmt: skip
+
+
+def _version() -> str:
+    from evictwatch import __version__
+
+    return __version__
 
 
 def report(
     times: dict[str, list[float]],
     statuses: list[int],
-    samples: Any,
     records: list[dict[str, Any]],
-    get_pod: dict[str, Any],
-    usage: dict[str, Any],
+    calls: dict[str, dict[str, int]],
+    requests: dict[str, int],
+    cpu: dict[str, float],
+    minimal_cpu: float,
+    samples: Any,
     *,
     pairs: int,
     warmup: int,
-    with_controller: bool,
-    pod_cache: bool,
+    pinned: bool,
     machine: dict[str, Any],
+    identities: tuple[str, str],
     results_dir: str | Path | None,
 ) -> dict[str, Any]:
-    real = summarise(times["on"], times["off"])
-    dry = summarise(times["dry_on"], times["dry_off"])
-    handling = {}
-    for decision in ("recorded", "dry_run"):
-        count = common.metric_sum(samples, "evictwatch_webhook_handling_seconds_count", decision=decision)
-        total = common.metric_sum(samples, "evictwatch_webhook_handling_seconds_sum", decision=decision)
-        handling[decision] = round(1000 * total / count, 3) if count else None
-    attempts = sum(int((r.get("spec") or {}).get("attempts") or 0) for r in records)
-    added = real["paired_difference_ms"]["p50_ms"]
-    do_nothing = dry["paired_difference_ms"]["p50_ms"]
-    writes = {step: common.latency_ms(times[step]) for step in ("create_podeviction", "create_configmap")}
+    series = {name: paired(times[name], times["off"]) for name in ("installed", "webhook_only", "minimal")}
+    series["off"] = {"latency": common.latency_ms(times["off"])}
+    minimal_added = series["minimal"]["added_p50_ms"]
+    ratio = {
+        name: round(series[name]["added_p50_ms"] / minimal_added, 3) if minimal_added > 0 else None
+        for name in ("installed", "webhook_only")
+    }
+    per_eviction = {
+        name: {
+            "total": round(sum(counted.values()) / pairs, 3),
+            "by_call": {call: round(n / pairs, 3) for call, n in counted.items()},
+        }
+        for name, counted in calls.items()
+    }
+    outcomes: dict[str, int] = {}
+    for record in records:
+        outcome = str((record.get("status") or {}).get("outcome"))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
     lookups = {
         result: int(common.metric_sum(samples, "evictwatch_pod_cache_lookups_total", result=result))
         for result in ("hit", "miss", "recent", "unsynced")
     }
-    # With the cache the lookup is free (no API call); without it, a GET is on the path.
-    lookup_ms = 0.0 if pod_cache else get_pod["p50_ms"]
-    floor_here = round(do_nothing + lookup_ms + writes["create_podeviction"]["p50_ms"], 3)
-    ratio = round(added / floor_here, 3) if floor_here > 0 else None
+    fallbacks = common.metric_sum(samples, "evictwatch_cache_fallbacks_total")
     result = {
         "benchmark": "added_latency",
         "machine": machine,
         "params": {
             "pairs": pairs,
             "warmup_rounds": warmup,
-            "pods": "Pending (deleted at once by the server)",
+            "pods": "Pending (deleted at once by the server), no owner",
+            "how": "each round evicts once in each of four namespaces, in a random order: behind evictwatch "
+            "as installed, behind evictwatch with controller and watchers off, behind a minimal recorder "
+            "(one create per attempt), and behind no webhook",
+            "pinned": "control plane and client on CPU 0, webhook processes on CPU 1" if pinned else "no",
             "client": "httpx2, one keep-alive HTTPS connection, admin client certificate",
-            "how": "rounds in a random order: an eviction in a namespace the webhook's namespaceSelector "
-            "selects and in one it excludes, the same two as dry runs, a bare PodEviction create and a "
-            "ConfigMap create from a lean client (evictwatch.kube.http1, as the webhook's write)",
-            "operator": "separate process; controller and watchers " + ("on" if with_controller else "off"),
-            "failurePolicy": "Ignore (default)",
-            "pod_cache": pod_cache,
         },
+        "series": series,
+        "added_over_minimal_recorder": ratio,
+        "goal": {
+            "ratio_at_most": GOAL_RATIO,
+            "met": ratio["installed"] is not None and ratio["installed"] <= GOAL_RATIO,
+        },
+        "api_calls_per_eviction": per_eviction,
+        "apiserver_request_total_over_the_run": requests,
+        "operator_cpu_ms_per_eviction": {
+            "installed": round(1000 * cpu[identities[0]] / pairs, 3),
+            "webhook_only": round(1000 * cpu[identities[1]] / pairs, 3),
+            "minimal_recorder": round(1000 * minimal_cpu / pairs, 3),
+        },
+        "installed_records": {"count": len(records), "outcomes": outcomes, "expected": warmup + pairs},
         "pod_cache_lookups": lookups,
-        "eviction": real,
-        "dry_run_eviction": dry,
-        "write_path_cost_ms": round(added - do_nothing, 3),
-        "server_side_mean_ms": handling,
-        "api_writes_alongside": writes,
-        "get_pod_after": get_pod,
-        "floor_alongside_ms": {
-            "do_nothing_webhook": do_nothing,
-            "get_pod_p50": get_pod["p50_ms"] if not pod_cache else None,
-            "create_podeviction_p50": writes["create_podeviction"]["p50_ms"],
-            "create_configmap_p50": writes["create_configmap"]["p50_ms"],
-            "sum": floor_here,
-            "added_over_floor": ratio,
-            "note": "do-nothing webhook + bare record create (+ GET Pod without the cache), medians of "
-            "the same rounds as the evictions",
-        },
+        "cache_fallbacks": fallbacks,
         "statuses": {str(s): statuses.count(s) for s in sorted(set(statuses))},
-        "completeness": {
-            "evictions_covered": pairs + warmup,
-            "records": len(records),
-            "attempts_in_records": attempts,
-            "complete": len(records) == pairs + warmup and attempts == pairs + warmup,
-        },
-        "operator_usage": usage,
-        "targets": {
-            "added_median_ms_under": TARGET_MS,
-            "floor_ms": FLOOR_MS,
-            "goal_ms": round(1.2 * FLOOR_MS, 2),
-            "met_target": added < TARGET_MS,
-            "met_goal": added <= 1.2 * FLOOR_MS,
-            "met_goal_against_floor_alongside": ratio is not None and ratio <= 1.2,
-        },
     }
-    rows = [
-        [
-            label,
-            data["with_webhook"]["n"],
-            data["without_webhook"]["p50_ms"],
-            data["with_webhook"]["p50_ms"],
-            data["without_webhook"]["p99_ms"],
-            data["with_webhook"]["p99_ms"],
-            data["paired_difference_ms"]["p50_ms"],
-        ]
-        for label, data in (("eviction", real), ("dry-run eviction", dry))
-    ]
     common.print_table(
-        f"added latency of the webhook ({common.nproc_note()})",
-        ["series", "pairs", "p50 off", "p50 on", "p99 off", "p99 on", "median paired diff ms"],
-        rows,
+        f"added latency per eviction, same rounds ({common.nproc_note()}; pinned: {pinned})",
+        ["series", "n", "p50 ms", "p99 ms", "added p50 ms", "x minimal", "API calls", "CPU ms"],
+        [
+            [
+                name,
+                series[name]["latency"]["n"],
+                series[name]["latency"]["p50_ms"],
+                series[name]["latency"]["p99_ms"],
+                series[name].get("added_p50_ms", "-"),
+                ratio.get(name, "-") if name != "minimal" else 1.0,
+                per_eviction.get(name, {}).get("total", "-"),
+                result["operator_cpu_ms_per_eviction"].get(
+                    {"minimal": "minimal_recorder"}.get(name, name), "-"
+                ),
+            ]
+            for name in ("installed", "webhook_only", "minimal", "off")
+        ],
     )
     print(
-        f"floor measured alongside: do-nothing webhook {do_nothing} ms + create PodEviction "
-        f"{writes['create_podeviction']['p50_ms']} ms"
-        + ("" if pod_cache else f" + GET Pod {get_pod['p50_ms']} ms")
-        + f" = {floor_here} ms (create ConfigMap {writes['create_configmap']['p50_ms']} ms); "
-        f"added {added} ms = {ratio} x floor (goal <= 1.2): "
-        f"{'met' if result['targets']['met_goal_against_floor_alongside'] else 'MISSED'}",
-        flush=True,
-    )
-    print(
-        f"issue's fixed figures: added median < {TARGET_MS} ms, goal <= {1.2 * FLOOR_MS:.2f} ms: "
-        f"{'met' if added <= 1.2 * FLOOR_MS else 'MISSED'}; server-side mean handling {handling} ms; "
-        f"records {len(records)}/{pairs + warmup}; pod cache lookups {lookups}",
+        f"installed: {per_eviction['installed']['by_call']} per eviction; records {outcomes}; "
+        f"pod cache lookups {lookups}; cache fallbacks {fallbacks}; goal <= {GOAL_RATIO} x minimal: "
+        f"{'met' if result['goal']['met'] else 'MISSED'}",
         flush=True,
     )
     common.write_result("added_latency", result, results_dir)
@@ -363,18 +359,16 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = common.parser("Latency the webhook adds to an Eviction API call.")
+    p = common.parser("Latency and API cost the operator as installed adds to an eviction.")
     p.add_argument("--pairs", type=int, default=300)
-    p.add_argument("--with-controller", action="store_true", help="run the controller and watchers too")
-    p.add_argument("--no-pod-cache", action="store_true", help="GET the Pod per review")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the control plane and webhooks to CPUs")
     args = p.parse_args(argv)
     common.main_with(
         run,
         args,
         pairs=10 if args.quick else args.pairs,
         warmup=3 if args.quick else 20,
-        with_controller=args.with_controller,
-        pod_cache=not args.no_pod_cache,
+        pin=not args.no_pin,
     )
 
 

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import signal
 import ssl
 import subprocess
@@ -342,6 +343,89 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def child_setup(cpus: set[int] | None) -> Callable[[], None]:
+    """What a benchmark's child does between fork and exec: die with us, and keep to ``cpus``."""
+
+    def setup() -> None:  # pragma: no cover - runs in the child
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+def pin_control_plane(target: Target, cpus: set[int]) -> bool:
+    """Every thread of etcd, kube-apiserver and kube-controller-manager onto ``cpus`` (taskset)."""
+    cp = target.control_plane
+    if cp is None or not shutil.which("taskset"):
+        return False
+    cpu_list = ",".join(str(c) for c in sorted(cpus))
+    for component in cp._components.values():
+        subprocess.run(
+            ["taskset", "-a", "-cp", cpu_list, str(component.process.pid)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    return True
+
+
+def audit_position(target: Target) -> int:
+    """How many audit events the API server has written so far (0 without an audit log)."""
+    cp = target.control_plane
+    if cp is None or not cp.audit_log_path.exists():
+        return 0
+    with cp.audit_log_path.open("rb") as log:
+        return sum(1 for _ in log)
+
+
+def audit_calls(target: Target, since: int, agent: str) -> dict[str, int]:
+    """Completed requests since audit event ``since`` whose User-Agent starts with ``agent``, as
+    {"verb resource[/subresource]": count} (a refused call gets its code: "create events (409)");
+    watches are left out (one long request per kind)."""
+    cp = target.control_plane
+    counted: dict[str, int] = {}
+    if cp is None:
+        return counted
+    with cp.audit_log_path.open() as log:
+        for index, line in enumerate(log):
+            if index < since:
+                continue
+            event = json.loads(line)
+            if event.get("stage") != "ResponseComplete" or event.get("verb") == "watch":
+                continue
+            if not str(event.get("userAgent", "")).startswith(agent):
+                continue
+            ref = event.get("objectRef") or {}
+            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            code = int((event.get("responseStatus") or {}).get("code") or 0)
+            key = f"{event.get('verb')} {resource}" + ("" if 200 <= code < 300 else f" ({code})")
+            counted[key] = counted.get(key, 0) + 1
+    return dict(sorted(counted.items()))
+
+
+async def apiserver_requests(api: Api) -> dict[str, float]:
+    """``apiserver_request_total`` summed by "verb resource[/subresource]" (every client)."""
+    reply = await api.http.get("/metrics")
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(reply.text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            if labels.get("verb") == "WATCH":
+                continue
+            sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+            key = f"{labels.get('verb', '').lower()} {labels.get('resource', '')}{sub}"
+            totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+def request_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    return {k: int(v - before.get(k, 0.0)) for k, v in sorted(after.items()) if v - before.get(k, 0.0) > 0}
+
+
 def operator_config(run_id: str, **overrides: Any) -> dict[str, Any]:
     """Settings of a benchmark's operator: its own webhook configuration name, Lease namespace and
     a namespaceSelector so it only sees the namespaces of this run (labelled ``evictwatch.io/bench-run``).
@@ -372,6 +456,10 @@ class OperatorProcess:
     record_key: str = "evictwatch-bench-record-key"
     profile: str | None = None
     """Write a cProfile of the whole operator process here (``python -m cProfile -o``)."""
+    cpus: set[int] | None = None
+    """Run it on these CPUs only (its own node, as in a cluster)."""
+    identity: str = ""
+    """Its identity (``POD_NAME``): also in the User-Agent of every API call it makes."""
     process: subprocess.Popen[bytes] | None = None
     webhook_url: str = ""
     ca_pem: bytes = b""
@@ -403,6 +491,8 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop
         env = {**os.environ, "EVICTWATCH_RECORD_KEY": self.record_key}
+        if self.identity:
+            env["POD_NAME"] = self.identity
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -424,7 +514,7 @@ class OperatorProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=child_setup(self.cpus),
         )
 
     async def start(self, api: Api, timeout: float = 60.0) -> OperatorProcess:

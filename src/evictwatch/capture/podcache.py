@@ -168,6 +168,9 @@ class PodFactsCache:
         """Uids of Pods seen deleted (bounded by :data:`TOMBSTONES`)."""
         self.on_sighting: Callable[[Sighting], None] | None = None
         """Told of every disruption a Pod shows (the leader's watchers); must not block."""
+        self.on_change: Callable[[str, str, str], None] | None = None
+        """Told (namespace, name, uid) when a Pod starts terminating, shows a disruption or goes:
+        the controller then looks at its record at once instead of at its next recheck."""
         self.watch = ListWatch(
             api,
             "/api/v1/pods",
@@ -190,6 +193,8 @@ class PodFactsCache:
                 del self.pods[key]
                 self.states.pop(key, None)
             self._tombstone(str(metadata.get("uid") or ""))
+            if self.on_change is not None:
+                self.on_change(key[0], key[1], str(metadata.get("uid") or ""))
         else:
             self._track_state(key, obj, metadata)
             info = pod_info_from_json(obj)
@@ -226,6 +231,9 @@ class PodFactsCache:
         )
         if changed and sighting is not None and self.on_sighting is not None:
             self.on_sighting(sighting)
+        moved = previous is None or previous.terminating != terminating or previous.disruption != target
+        if moved and self.on_change is not None:
+            self.on_change(key[0], key[1], info.uid)
 
     def sightings(self) -> list[Sighting]:
         """Every disruption the cached Pods show now (what watchers starting to lead catch up on)."""

@@ -16,6 +16,7 @@ from ..aio import cancel_and_wait
 from ..capture.podcache import PodFactsCache
 from ..config import ControllerConfig
 from ..kube.api import JsonApi
+from ..model.record import record_name
 from ..records.cache import RecordCache
 from ..sinks.base import Sink
 from . import retention
@@ -44,6 +45,7 @@ class Controller:
         self.api = api
         self.settings = settings
         self.records = records
+        self.pods = pods
         self.caches = ContextCaches(api, events=events)
         self.queue = WorkQueue()
         self.settler = Settler(
@@ -57,6 +59,15 @@ class Controller:
             requeue=self.queue.add,
         )
         self._leading = False
+
+    def _on_pod(self, namespace: str, name: str, uid: str) -> None:
+        """A Pod started terminating, shows a disruption or went: settle its record now."""
+        if not self._leading:
+            return
+        key = (namespace, record_name(name, uid))
+        record = self.records.get(*key)
+        if record is not None and not self.settler.is_done(record):
+            self.queue.add(key)
 
     def _on_record(self, kind: str, key: Key, record: dict[str, Any] | None) -> None:
         if not self._leading or record is None or self.settler.is_done(record):
@@ -90,6 +101,8 @@ class Controller:
                 log.warning("context caches not synced after %.0f s; settling anyway", SYNC_WAIT_SECONDS)
             self._leading = True
             self.records.subscribers.append(self._on_record)
+            if self.pods is not None:
+                self.pods.on_change = self._on_pod
             for key, record in self.records.items():  # what happened while another replica led
                 if not self.settler.is_done(record):
                     self.queue.add(key)
@@ -105,6 +118,8 @@ class Controller:
                 await cancel_and_wait(tasks)
         finally:
             self._leading = False
+            if self.pods is not None and self.pods.on_change == self._on_pod:
+                self.pods.on_change = None
             if self._on_record in self.records.subscribers:
                 self.records.subscribers.remove(self._on_record)
             await self.caches.stop()
