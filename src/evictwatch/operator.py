@@ -28,7 +28,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 from prometheus_client.exposition import choose_encoder
 
-from . import telemetry
+from . import pki, telemetry
 from .aio import cancel_and_wait
 from .capture import registration
 from .capture.filtering import CaptureFilter
@@ -45,7 +45,6 @@ from .records.signing import load_key
 from .records.store import RecordStore
 from .sinks.build import build_sinks
 from .sinks.handlers import load_handlers
-from .testing import pki
 
 log = logging.getLogger("evictwatch")
 

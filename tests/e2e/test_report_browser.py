@@ -89,7 +89,7 @@ async def run_report(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from evictwatch.report.command import report_command; "
+        "import sys; from evictwatch.cli_report import report_command; "
         "report_command.main(sys.argv[1:], prog_name='evictwatch report')",
         *args,
         stdout=asyncio.subprocess.PIPE,

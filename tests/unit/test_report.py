@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import json
 import re
 from collections import Counter
 from html.parser import HTMLParser
@@ -18,12 +17,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from prometheus_client.metrics import MetricWrapperBase
 
-from evictwatch import telemetry
-from evictwatch.report import browser, dashboard
+from evictwatch.cli_report import report_command, window_from_options
+from evictwatch.report import browser
 from evictwatch.report.collect import keep, record_node
-from evictwatch.report.command import report_command, window_from_options
 from evictwatch.report.render import NO_NODE, by_pressure, by_workload, chart_window, read_row, render
 from evictwatch.report.sample import sample_records
 from evictwatch.report.window import Window, WindowError, in_window, parse_duration, parse_time
@@ -498,116 +495,3 @@ def test_missing_kubeconfig_is_a_cluster_error(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "error: no Kubernetes configuration found" in result.stderr
     assert not (tmp_path / "r.html").exists()
-
-
-# ---- the dashboard ---------------------------------------------------------------------------
-
-
-def _declared_metrics() -> dict[str, tuple[str, set[str]]]:
-    """Sample name -> (family, label names) for every metric in evictwatch.telemetry."""
-    names: dict[str, tuple[str, set[str]]] = {}
-    for value in vars(telemetry).values():
-        if not isinstance(value, MetricWrapperBase):
-            continue
-        family = value._name
-        labels = set(value._labelnames)
-        kind = value._type
-        if kind == "counter":
-            names[f"{family}_total"] = (family, labels)
-        elif kind == "histogram":
-            for suffix in ("_bucket", "_sum", "_count"):
-                names[family + suffix] = (family, labels | ({"le"} if suffix == "_bucket" else set()))
-        else:
-            names[family] = (family, labels)
-    return names
-
-
-def test_dashboard_file_is_the_generated_one() -> None:
-    on_disk = (REPO / "deploy" / "grafana" / "evictwatch.json").read_text()
-    assert on_disk == dashboard.dashboard_json(), (
-        "regenerate: python -m evictwatch.report.dashboard > deploy/grafana/evictwatch.json"
-    )
-
-
-def test_dashboard_queries_use_only_declared_metrics_and_labels() -> None:
-    declared = _declared_metrics()
-    model = json.loads((REPO / "deploy" / "grafana" / "evictwatch.json").read_text())
-    exprs = dashboard.expressions(model)
-    assert len(exprs) >= 20
-    used: set[str] = set()
-    for expr in exprs:
-        names = dashboard.metric_names(expr)
-        assert names, f"no evictwatch metric in {expr!r}"
-        unknown = names - set(declared)
-        assert not unknown, f"{expr!r} uses {unknown}, not in evictwatch.telemetry"
-        allowed = set().union(*(declared[name][1] for name in names))
-        labels = dashboard.label_names(expr)
-        assert labels <= allowed, f"{expr!r} uses labels {labels - allowed}"
-        used |= {declared[name][0] for name in names}
-    # the panels the issue asks for
-    assert {
-        "evictwatch_evictions",
-        "evictwatch_webhook_handling_seconds",
-        "evictwatch_sink_failures",
-        "evictwatch_records_lost",
-    } <= used
-    assert any(
-        "histogram_quantile(0.99" in e and "evictwatch_webhook_handling_seconds_bucket" in e for e in exprs
-    )
-    assert any('evictwatch_evictions_total{outcome="Blocked"' in e for e in exprs)
-
-
-def test_query_readers_find_names_and_labels() -> None:
-    expr = (
-        'sum by (namespace, le) (rate(evictwatch_x_bucket{outcome="Blocked", ns=~"$n"}[5m]))'
-        " / evictwatch_y_total"
-    )
-    assert dashboard.metric_names(expr) == {"evictwatch_x_bucket", "evictwatch_y_total"}
-    assert dashboard.label_names(expr) == {"namespace", "le", "outcome", "ns"}
-    assert dashboard.label_names("label_values(evictwatch_z_total, namespace)") == {"namespace"}
-
-
-def test_dashboard_shape() -> None:
-    model = dashboard.dashboard()
-    assert 38 <= model["schemaVersion"] <= 41
-    variables = {v["name"]: v for v in model["templating"]["list"]}
-    assert (
-        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    )
-    panels = model["panels"]
-    ids = [p["id"] for p in panels]
-    assert len(ids) == len(set(ids))
-    titles = {p["title"] for p in panels}
-    assert {
-        "Evictions by source",
-        "Evictions by outcome",
-        "Top namespaces",
-        "Blocked evictions",
-        "Webhook handling time",
-        "Sink deliveries and failures",
-        "Records lost",
-    } <= titles
-    cells: set[tuple[int, int]] = set()
-    for panel in panels:
-        grid = panel["gridPos"]
-        assert grid["x"] + grid["w"] <= 24
-        covered = {
-            (x, y)
-            for x in range(grid["x"], grid["x"] + grid["w"])
-            for y in range(grid["y"], grid["y"] + grid["h"])
-        }
-        assert not covered & cells, f"{panel['title']} overlaps another panel"
-        cells |= covered
-        if panel["type"] not in ("row", "text"):
-            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
-
-
-def test_dashboard_configmap() -> None:
-    manifest = dashboard.dashboard_configmap(namespace="grafana")
-    assert manifest["kind"] == "ConfigMap"
-    assert manifest["metadata"]["namespace"] == "grafana"
-    assert manifest["metadata"]["labels"]["grafana_dashboard"] == "1"
-    ((key, body),) = manifest["data"].items()
-    assert key.endswith(".json")
-    assert json.loads(body) == dashboard.dashboard()

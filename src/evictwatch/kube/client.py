@@ -14,6 +14,8 @@ import httpx2
 from lightkube import ApiError, AsyncClient, KubeConfig
 
 FIELD_MANAGER = "evictwatch"
+CALL_ERRORS: tuple[type[BaseException], ...] = (ApiError, httpx2.HTTPError, OSError)
+"""What a call to the API server can raise: an error answer, or no answer (for ``except``)."""
 
 R = TypeVar("R")
 

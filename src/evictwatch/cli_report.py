@@ -1,4 +1,8 @@
-"""``evictwatch report``: the records of a window as one HTML page (or a PNG of it)."""
+"""``evictwatch report``: the records of a window as one HTML page (or a PNG or PDF of it).
+
+The command's options and exit codes live here, beside the CLI (only the CLI imports click);
+the report itself is :mod:`evictwatch.report`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import httpx2
-from lightkube import ApiError
 
-from ..kube.client import KubeConfigError, make_client
-from .browser import BrowserError, BrowserNotFound, find_chromium, screenshot_html
-from .collect import collect
-from .render import render
-from .window import UTC, Window, WindowError, parse_time
+from .kube.client import CALL_ERRORS, KubeConfigError, make_client
+from .report.browser import BrowserError, BrowserNotFound, find_chromium, screenshot_html
+from .report.collect import collect
+from .report.render import render
+from .report.window import UTC, Window, WindowError, parse_time
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
@@ -141,7 +143,7 @@ def report_command(
     except KubeConfigError as error:
         _fail(str(error), EXIT_CLUSTER)
         return
-    except (ApiError, httpx2.HTTPError, OSError) as error:
+    except CALL_ERRORS as error:
         _fail(f"could not list PodEvictions: {type(error).__name__}: {error}", EXIT_CLUSTER)
         return
     generated = datetime.datetime.now(UTC)
