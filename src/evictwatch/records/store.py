@@ -15,12 +15,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from lightkube import ApiError, AsyncClient
 
 from ..kube.client import is_conflict, is_not_found, status_code
 from ..kube.raw import JsonApi
+from ..model.podeviction import record_path
 from ..model.record import (
     PodInfo,
     Sighting,
@@ -31,7 +31,7 @@ from ..model.record import (
     record_name,
 )
 from ..model.types import EvictionAttempt
-from .crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from .crd import API_VERSION, KIND
 from .signing import SIGNATURE_ANNOTATION, signature
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,7 @@ class RecordStore:
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
     def _path(self, namespace: str, name: str = "") -> str:
-        base = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
-        return f"{base}/{quote(name, safe='')}" if name else base
+        return record_path(namespace, name)
 
     async def _create(self, body: dict[str, Any]) -> bool:
         """POST the record; False when one of that name exists already (409)."""
