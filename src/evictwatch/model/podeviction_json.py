@@ -29,6 +29,8 @@ from .types import Component, DeleteOptions, Outcome, Requester, ServiceAccountR
 
 
 def _map(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:  # the common case, without the Mapping ABC's slower check
+        return value
     return value if isinstance(value, Mapping) else {}
 
 

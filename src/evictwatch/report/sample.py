@@ -182,8 +182,17 @@ def sample_records(
                 "message": "Cannot evict pod as it would violate the pod's disruption budget "
                 f"{workload}-pdb.",
             }
+            # a StatefulSet's budget requires both of its 2 Pods (it can never allow an eviction);
+            # a Deployment's allows one of 3 to go, and is only blocked while one is unhealthy
+            expected = 2 if owners and owners[-1].get("kind") == "StatefulSet" else 3
             status["disruptionBudgets"] = [
-                {"name": f"{workload}-pdb", "disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2}
+                {
+                    "name": f"{workload}-pdb",
+                    "disruptionsAllowed": 0,
+                    "currentHealthy": 2,
+                    "desiredHealthy": 2,
+                    "expectedPods": expected,
+                }
             ]
         records.append(
             {
