@@ -369,10 +369,14 @@ def test_a_drain_that_never_finished_is_listed_per_node_and_per_budget() -> None
             "web-2", node="node-c", attempts=3, first=at(1), last=at(-1), outcome_time=at(-1), budgets=[tight]
         ),
         record("fine", node="node-a"),
+        # node-d: a drain still retrying when the report ran (Pending until the retries stop)
+        record("api-0", node="node-d", outcome="Pending", attempts=9, first=at(0.2), last=at(0.01)),
+        record("api-1", node="node-d", outcome="Pending", attempts=1, first=at(0.01)),  # not refused yet
     ]
     rows = [read_row(r) for r in records]
     nodes, budgets = still_blocked(rows, WINDOW)
-    assert [n.name for n in nodes] == ["node-a", "node-c"]  # longest blocked first
+    assert [n.name for n in nodes] == ["node-a", "node-c", "node-d"]  # longest blocked first
+    assert nodes[2].pods == ["shop/api-0"] and dict(nodes[2].related) == {"(no budget found)": 1}
     node_a = nodes[0]
     assert sorted(node_a.pods) == ["shop/db-0", "shop/web-0"]
     assert node_a.since == parse_time(at(3)) and node_a.last_attempt == parse_time(at(0.1))
@@ -390,7 +394,11 @@ def test_a_drain_that_never_finished_is_listed_per_node_and_per_budget() -> None
     assert "lower minAvailable below 3" in flagged.fix and "maxUnavailable" in flagged.fix
 
     page = Page(render(records, WINDOW))
-    assert [row[:2] for row in page.tables["blocked-nodes"]] == [["node-a", "2"], ["node-c", "1"]]
+    assert [row[:2] for row in page.tables["blocked-nodes"]] == [
+        ["node-a", "2"],
+        ["node-c", "1"],
+        ["node-d", "1"],
+    ]
     assert page.tables["blocked-nodes"][0][3] == "3h"
     assert [row[0] for row in page.tables["blocked-budgets"]] == ["shop/db", "shop/web"]
     assert page.tables["blocked-budgets"][0][4:6] == ["0", "3 / 3 / 3"]

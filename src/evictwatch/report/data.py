@@ -164,15 +164,15 @@ def union_seconds(spans: Iterable[Span]) -> float:
 def blocked_at_end(row: Row, window: Window) -> bool:
     """Whether ``row``'s Pod was still being refused when ``window`` ended.
 
-    A Blocked record is; so is one that was refused inside the window and only got through
-    (or went) after it ended.
+    A Blocked record is; so is a Pending one with refused attempts (a drain still retrying: the
+    controller says Blocked only once the retries stop), and one that was refused inside the
+    window and only got through (or went) after it ended.
     """
-    if row.first is None or row.first > window.end:
+    if row.first is None or row.first > window.end or row.refused_attempts == 0:
         return False
-    if row.outcome == "Blocked":
+    if row.outcome in ("Blocked", "Pending"):
         return True
-    later = row.outcome_time is not None and row.outcome_time > window.end
-    return later and row.refused_attempts > 0
+    return row.outcome_time is not None and row.outcome_time > window.end
 
 
 @dataclass
