@@ -6,6 +6,8 @@
 
 - ``deploy/helm/evictwatch/crds/podevictions.yaml`` from ``evictwatch.records.crd.crd_manifest()``
   (the operator's own definition of the CRD: the chart never drifts from the code);
+- ``deploy/helm/evictwatch/files/evictwatch-dashboard.json``, a copy of ``deploy/grafana/evictwatch.json``
+  (the dashboard as Grafana imports it; edit that file);
 - ``deploy/manifests/`` from the chart with ``helm template`` (release ``evictwatch`` in the
   namespace ``evictwatch-system``, cert-manager certificates), for ``kubectl apply -f``.
 
@@ -22,7 +24,6 @@ from pathlib import Path
 import yaml
 
 from evictwatch.records.crd import crd_manifest
-from evictwatch.report.dashboard import dashboard_json
 from evictwatch.testing.helm import ensure_helm, template
 
 DEPLOY = Path(__file__).resolve().parent
@@ -30,6 +31,7 @@ CHART = DEPLOY / "helm" / "evictwatch"
 CHART_CRD = CHART / "crds" / "podevictions.yaml"
 MANIFESTS = DEPLOY / "manifests"
 CHART_DASHBOARD = CHART / "files" / "evictwatch-dashboard.json"
+DASHBOARD = DEPLOY / "grafana" / "evictwatch.json"
 PACKAGED = DEPLOY.parent / "src" / "evictwatch" / "data" / "install.yaml"
 NAMESPACE = "evictwatch-system"
 RELEASE = "evictwatch"
@@ -83,7 +85,7 @@ def manifests(helm: Path | None = None) -> dict[str, str]:
 
 def outputs(helm: Path | None = None) -> dict[Path, str]:
     """Every generated path and its content."""
-    files = {CHART_CRD: crd_yaml(), CHART_DASHBOARD: dashboard_json()}
+    files = {CHART_CRD: crd_yaml(), CHART_DASHBOARD: DASHBOARD.read_text()}
     rendered = manifests(helm)
     files.update({MANIFESTS / name: text for name, text in rendered.items()})
     # The same documents inside the package, for `evictwatch manifests` from an installed wheel.

@@ -5,7 +5,8 @@
 #      the machine's Go toolchain from the Go module proxy into ~/.cache/evictwatch (reused after);
 #   3. helm and cert-manager (for the chart tests) and Prometheus (for the dashboard's queries),
 #      built the same way, and Debian's Chromium (for the report's browser test), when missing;
-#   4. ruff, mypy --strict, then pytest (unit and end-to-end on the real control plane).
+#   4. ruff, mypy --strict, the layer contracts (import-linter, pyproject.toml), then pytest (unit
+#      and end-to-end on the real control plane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +26,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 .venv/bin/python -m pytest "$@"

@@ -8,7 +8,6 @@ import datetime
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +17,7 @@ import yaml
 from lightkube import AsyncClient
 
 from . import views
+from .cli_report import report_command
 from .config import ConfigError, load_config_file
 from .kube.api import JsonApi
 from .kube.client import KubeConfigError, error_message, status_code
@@ -25,8 +25,6 @@ from .kube.listwatch import ListWatch
 from .logsetup import setup_logging
 from .model.types import Outcome, Source
 from .records.install import CrdMissing
-from .report.command import report_command
-from .report.preview_command import dashboard_command
 
 EXIT_CONFIG = 2
 EXIT_CLUSTER = 3
@@ -327,51 +325,13 @@ def sandbox(once: bool) -> None:
     demo Deployment with a PodDisruptionBudget, evicts (one allowed, one blocked, one dry run),
     and shows the records. Everything stays up for kubectl until Ctrl-C.
     """
-    from . import sandbox as demo
-    from .testing.binaries import BinariesError
-    from .testing.controlplane import ControlPlane, ControlPlaneError
+    from .testing import sandbox as demo  # the harness at work; it needs no test extra (DESIGN.md)
 
     setup_logging("WARNING")
-
-    def say(text: str) -> None:
-        click.echo(f"sandbox: {text}")
-
     try:
-        say("starting etcd, kube-apiserver and kube-controller-manager ...")
-        cp = ControlPlane(with_controller_manager=True).start()
-    except (BinariesError, ControlPlaneError) as error:
+        demo.run_sandbox(once, say=lambda text: click.echo(f"sandbox: {text}"), echo=click.echo)
+    except demo.START_ERRORS as error:
         _fail(str(error), EXIT_CLUSTER)
-        return
-
-    async def main() -> None:
-        operator = await demo.start_operator(cp)
-        try:
-            say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
-            records = await demo.run_demo(cp, operator, say)
-            click.echo("")
-            click.echo(demo.show(records))
-            click.echo("")
-            say(
-                f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
-                "evictwatch get -A; evictwatch describe demo/<pod>"
-            )
-            if not once:
-                say("running until Ctrl-C")
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
-        finally:
-            await operator.stop()
-            if operator.client is not None:
-                await operator.client.close()
-
-    try:
-        asyncio.run(main())
-    finally:
-        cp.stop()
-        say("stopped; nothing left running")
 
 
 @main.command()
@@ -388,7 +348,6 @@ def manifests() -> None:
 
 
 main.add_command(report_command, "report")
-main.add_command(dashboard_command, "dashboard")
 
 
 @main.command("control-plane")
@@ -396,24 +355,12 @@ main.add_command(dashboard_command, "dashboard")
 @click.option("--kubeconfig-out", type=click.Path(dir_okay=False), help="Also copy the kubeconfig here.")
 def control_plane(with_controller_manager: bool, kubeconfig_out: str | None) -> None:
     """Start the local control plane (built on first use) and keep it until Ctrl-C."""
-    from .testing.binaries import BinariesError
-    from .testing.controlplane import ControlPlane, ControlPlaneError
+    from .testing import sandbox as demo  # the harness at work; it needs no test extra (DESIGN.md)
 
     try:
-        cp = ControlPlane(with_controller_manager=with_controller_manager).start()
-    except (BinariesError, ControlPlaneError) as error:
+        demo.serve_control_plane(with_controller_manager, kubeconfig_out, say=click.echo)
+    except demo.START_ERRORS as error:
         _fail(str(error), EXIT_CLUSTER)
-        return
-    try:
-        if kubeconfig_out:
-            Path(kubeconfig_out).write_text(cp.kubeconfig_path.read_text())
-        click.echo(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}")
-        click.echo(f"export KUBECONFIG={kubeconfig_out or cp.kubeconfig_path}")
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-            signal.pause()
-    finally:
-        cp.stop()
 
 
 if __name__ == "__main__":

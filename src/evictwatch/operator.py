@@ -26,7 +26,7 @@ from aiohttp import web
 from lightkube import AsyncClient
 from prometheus_client.exposition import choose_encoder
 
-from . import __version__, telemetry
+from . import __version__, pki, telemetry
 from .aio import cancel_and_wait
 from .capture import registration
 from .capture.filtering import CaptureFilter
@@ -46,7 +46,6 @@ from .records.signing import load_key
 from .records.store import RecordStore
 from .sinks.build import build_sinks
 from .sinks.handlers import load_handlers
-from .testing import pki
 
 log = logging.getLogger("evictwatch")
 

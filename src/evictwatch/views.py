@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .model.outcome import parse_time
+from .model.podeviction import PodEviction
 
 COLUMNS = ("NAMESPACE", "POD", "NODE", "SOURCE", "REQUESTER", "OUTCOME", "ATTEMPTS", "AGE")
 WIDE = ("OWNER", "COMPONENT", "WHY")
@@ -36,14 +37,8 @@ def age(since: str | None, now: datetime.datetime) -> str:
 
 
 def last_activity(record: Mapping[str, Any]) -> str:
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    return str(
-        status.get("outcomeTime")
-        or spec.get("lastAttemptTime")
-        or (record.get("metadata") or {}).get("creationTimestamp")
-        or ""
-    )
+    pev = PodEviction.from_json(record)
+    return pev.status.outcome_time or pev.spec.last_attempt_time or pev.metadata.creation_timestamp
 
 
 def select(
@@ -57,11 +52,10 @@ def select(
     """Filter by source, outcome and recency; newest activity last, as kubectl sorts events."""
     kept = []
     for record in records:
-        spec = record.get("spec") or {}
-        status = record.get("status") or {}
-        if source and source not in (spec.get("sources") or [spec.get("source")]):
+        pev = PodEviction.from_json(record)
+        if source and source not in pev.all_sources:
             continue
-        if outcome and (status.get("outcome") or "Pending") != outcome:
+        if outcome and pev.status.outcome != outcome:
             continue
         if since is not None:
             moment = parse_time(last_activity(record))
@@ -72,29 +66,26 @@ def select(
 
 
 def row(record: Mapping[str, Any], now: datetime.datetime, wide: bool = False) -> list[str]:
-    metadata = record.get("metadata") or {}
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    pod = spec.get("pod") or {}
-    requester = spec.get("requester") or {}
+    pev = PodEviction.from_json(record)
+    spec, status = pev.spec, pev.status
+    requester = spec.requester
     cells = [
-        str(metadata.get("namespace", "")),
-        str(pod.get("name", "")),
-        str(pod.get("nodeName") or "<none>"),
-        str(spec.get("source", "")),
-        str(requester.get("username") or "<unknown>"),
-        str(status.get("outcome") or "Pending"),
-        str(spec.get("attempts", 0)),
-        age(str(metadata.get("creationTimestamp", "")), now),
+        pev.metadata.namespace,
+        spec.pod.name,
+        spec.pod.node_name or "<none>",
+        str(spec.source),
+        (requester.username if requester is not None else "") or "<unknown>",
+        str(status.outcome),
+        str(spec.attempts),
+        age(pev.metadata.creation_timestamp, now),
     ]
     if wide:
-        owners = status.get("owners") or []
-        top = owners[-1] if owners else pod.get("owner") or {}
-        why = status.get("why") or {}
+        top = pev.top_owner
+        why = status.why
         cells += [
-            f"{top.get('kind')}/{top.get('name')}" if top.get("name") else "<none>",
-            str(requester.get("component") or "unknown"),
-            str(why.get("reason") or spec.get("reason") or status.get("outcomeReason") or ""),
+            f"{top.kind}/{top.name}" if top is not None else "<none>",
+            str(requester.component) if requester is not None else "unknown",
+            (why.reason if why is not None else "") or spec.reason or status.outcome_reason,
         ]
     return cells
 

@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from evictwatch.operator import Operator
-from evictwatch.report import dashboard
+from evictwatch.testing import dashboard
 from evictwatch.testing.cluster import Cluster, wait_for
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "evictwatch.json"

@@ -3,34 +3,28 @@
 The name check (test_dashboard_metrics.py) proves each queried metric exists; this proves the
 queries answer as the panels mean them to. Prometheus (built from the Go module proxy) scrapes
 the operator every second while evictions go through the real API server: some go at once,
-one is held by a PodDisruptionBudget and later let through. Then every panel's PromQL is
-evaluated with Grafana's variables filled in, and the preview page is rendered to PNG in
-Chromium, kept as a test artifact.
+one is held by a PodDisruptionBudget and later let through. Then every panel's PromQL, read
+from ``deploy/grafana/evictwatch.json``, is evaluated with Grafana's variables filled in.
+Drawing the panels is Grafana's job, not ours.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-from click.testing import CliRunner
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
-from evictwatch.cli import main
 from evictwatch.operator import Operator
-from evictwatch.report.browser import Chromium
-from evictwatch.report.dashboard import dashboard
-from evictwatch.report.preview import HttpProm, PanelResult, Window, evaluate, render_preview
-from evictwatch.report.preview_command import write_page
 from evictwatch.testing.cluster import Cluster, wait_for
+from evictwatch.testing.dashboard import PanelResult, Window, evaluate, load_dashboard
 from evictwatch.testing.prometheus import PrometheusServer, ensure_prometheus
 
-ARTIFACTS = Path(os.environ.get("EVICTWATCH_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "evictwatch.json"
 
 
 @pytest.fixture(scope="session")
@@ -61,16 +55,6 @@ async def settled(cluster: Cluster, outcomes: dict[str, str]) -> None:
         raise AssertionError(f"{error}; records: {last}") from None
 
 
-PANEL_BOXES = """(() => {
-  const board = document.querySelector('.board').getBoundingClientRect();
-  return {board: board.width, panels: Array.from(document.querySelectorAll('section.panel'), (el) => {
-    const r = el.getBoundingClientRect();
-    const m = parseFloat(getComputedStyle(el).marginLeft);
-    return {x: r.left - board.left - m, width: r.width + 2 * m, height: r.height + 2 * m};
-  })};
-})()"""
-
-
 def panel(results: list[PanelResult], title: str, kind: str | None = None) -> PanelResult:
     (found,) = [r for r in results if r.panel.get("title") == title and kind in (None, r.panel["type"])]
     return found
@@ -85,7 +69,7 @@ def finite_values(result: PanelResult) -> list[float]:
 
 
 async def test_every_panel_answers_from_a_real_prometheus(
-    cluster: Cluster, operator: Operator, prometheus_binary: Path, tmp_path: Path
+    cluster: Cluster, operator: Operator, prometheus_binary: Path
 ) -> None:
     node = await cluster.create_node()
     shop = await cluster.create_deployment("shop", {"app": "shop"}, replicas=2)
@@ -122,9 +106,9 @@ async def test_every_panel_answers_from_a_real_prometheus(
         await asyncio.sleep(4)  # a few more scrapes
 
         window = Window(start=started - 2, end=time.time(), step=1, scrape_interval=1)
-        model = dashboard()
-        async with HttpProm(prom.url) as api:
-            results = await evaluate(model, api, window, {"namespace": cluster.namespace})
+        model = load_dashboard(DASHBOARD)
+        results = await asyncio.to_thread(evaluate, model, prom, window, {"namespace": cluster.namespace})
+        assert sum(1 for r in results if r.queries) >= 20
         errors = [e for r in results for e in r.errors]
         assert not errors, errors
 
@@ -148,44 +132,16 @@ async def test_every_panel_answers_from_a_real_prometheus(
         assert handling and all(0 < v < 5 for v in handling), handling
         assert finite_values(panel(results, "Time to outcome"))
         top = panel(results, "Top namespaces")
-        assert [row["namespace"] for row in top.table] == [cluster.namespace]
+        assert [labels["namespace"] for labels in top.labels] == [cluster.namespace] * len(top.labels)
+        assert top.labels
         assert any(s.labels.get("sink") for s in panel(results, "Sink deliveries and failures").series)
         lookups = legends(panel(results, "Webhook Pod lookups"))
         assert lookups and lookups <= {"hit", "miss", "recent", "unsynced"}, lookups
         cached = finite_values(panel(results, "Pods in the cache"))
         assert cached and max(cached) >= len(batch) + len(shop) - 1, cached
 
-        # The command does the same from the outside (in a thread: it runs its own event loop).
-        command = ["dashboard", "--prometheus", prom.url, "--since", "5m", "--scrape-interval", "1"]
-        command += ["--namespace", cluster.namespace, "-o", str(tmp_path / "cli.html")]
-        outcome = await asyncio.to_thread(CliRunner().invoke, main, command)
-        assert outcome.exit_code == 0, outcome.output
-        assert "20 panels with queries" in outcome.output and "0 query errors" in outcome.output
-        assert f"<td>{cluster.namespace}</td>" in (tmp_path / "cli.html").read_text()
-
-        page = render_preview(model, results, window, source="Prometheus 3.16 (test)")
-        await asyncio.to_thread(ARTIFACTS.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(write_page, page, ARTIFACTS / "dashboard-preview.html", "html")
-        await asyncio.to_thread(write_page, page, ARTIFACTS / "dashboard-preview.png", "png")
-        png = (ARTIFACTS / "dashboard-preview.png").read_bytes()
-        assert png.startswith(b"\x89PNG") and len(png) > 20_000
     finally:
         await asyncio.to_thread(server.stop)
-
-    # In Chromium: nothing refused by the page's CSP, and every panel where its gridPos puts it.
-    async with Chromium() as browser:
-        tab = await browser.page()
-        await tab.goto((ARTIFACTS / "dashboard-preview.html").resolve().as_uri())
-        boxes = await tab.evaluate(PANEL_BOXES)
-        assert not tab.console_errors, tab.console_errors
-    column = boxes["board"] / 24
-    placed = [p for p in model["panels"] if p["type"] != "row"]
-    assert len(boxes["panels"]) == len(placed)
-    for spec, box in zip(placed, boxes["panels"], strict=True):
-        grid = spec["gridPos"]
-        assert abs(box["x"] - grid["x"] * column) <= 12, (spec["title"], box)
-        assert abs(box["width"] - grid["w"] * column) <= 12, (spec["title"], box)
-        assert abs(box["height"] - grid["h"] * 30) <= 12, (spec["title"], box)
 
 
 async def test_metrics_endpoint_speaks_openmetrics_when_asked(operator: Operator) -> None:

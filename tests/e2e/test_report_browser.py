@@ -89,7 +89,7 @@ async def run_report(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from evictwatch.report.command import report_command; "
+        "import sys; from evictwatch.cli_report import report_command; "
         "report_command.main(sys.argv[1:], prog_name='evictwatch report')",
         *args,
         stdout=asyncio.subprocess.PIPE,
@@ -218,6 +218,25 @@ async def test_report_of_real_evictions_in_chromium(
         assert workloads[(cluster.namespace, "(no controller)")][2] == "1"
         listed = await page.evaluate(TABLE.format(id="records"))
         assert len(listed) == 5
+        # The drain that never finished stands at the top: db-0 on node B, held by a budget that
+        # requires both of the Deployment's 2 Pods (minAvailable 2), flagged with its fix.
+        stuck = {row[0]: row for row in await page.evaluate(TABLE.format(id="blocked-nodes"))}
+        assert stuck[node_b][1] == "1" and f"{cluster.namespace}/db" in stuck[node_b][5], stuck
+        flagged = await page.evaluate(
+            "[...document.querySelectorAll('#impossible li')].map(li => li.textContent)"
+        )
+        assert any(f"{cluster.namespace}/db: it requires 2 healthy of 2 Pods" in text for text in flagged), (
+            flagged
+        )
+        assert await page.evaluate(
+            "document.getElementById('stuck').getBoundingClientRect().top"
+            " < document.querySelector('svg.chart').getBoundingClientRect().top"
+        )
+        heights = await page.evaluate(
+            "[...document.querySelectorAll('#records tbody tr')].map(r => r.offsetHeight)"
+        )
+        # one line each (13 px text, 4 px padding: about 27 px), however long the message or name
+        assert max(heights) <= min(heights) + 1 and max(heights) < 36, heights
         # The hostile user name is shown as text and never ran.
         assert await page.evaluate("typeof window.__evictwatch_xss") == "undefined"
         assert await page.evaluate("document.scripts.length") == 1
@@ -266,6 +285,15 @@ async def test_report_of_real_evictions_in_chromium(
     assert code == 0, err
     width, height = png_size(png_path.read_bytes())
     assert width == 1400 and height > 600
+
+    # -o x.pdf: Chromium prints it.
+    pdf_path = ARTIFACTS / "report-cli.pdf"
+    code, out, err = await run_report(
+        "--kubeconfig", str(control_plane.kubeconfig_path), "-n", cluster.namespace, "-o", str(pdf_path)
+    )
+    assert code == 0, err
+    pdf = pdf_path.read_bytes()
+    assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-1024:] and len(pdf) > 10_000
 
 
 async def test_sample_reports_in_chromium() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
-import json
 import re
 from collections import Counter
 from html.parser import HTMLParser
@@ -18,13 +17,21 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from prometheus_client.metrics import MetricWrapperBase
 
-from evictwatch import telemetry
-from evictwatch.report import browser, dashboard
+from evictwatch.cli_report import report_command, window_from_options
+from evictwatch.report import browser
+from evictwatch.report.charts import chart_window
 from evictwatch.report.collect import keep, record_node
-from evictwatch.report.command import report_command, window_from_options
-from evictwatch.report.render import NO_NODE, by_pressure, by_workload, chart_window, read_row, render
+from evictwatch.report.data import (
+    NO_NODE,
+    by_pressure,
+    by_workload,
+    impossible_budgets,
+    read_row,
+    still_blocked,
+    union_seconds,
+)
+from evictwatch.report.render import render
 from evictwatch.report.sample import sample_records
 from evictwatch.report.window import Window, WindowError, in_window, parse_duration, parse_time
 
@@ -32,6 +39,7 @@ REPO = Path(__file__).parents[2]
 UTC = datetime.UTC
 END = datetime.datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 WINDOW = Window.last("12h", END)
+OWNER_WEB = {"kind": "Deployment", "name": "web"}
 
 
 def at(hours_before_end: float) -> str:
@@ -56,6 +64,7 @@ def record(
     pressure: dict[str, str] | None = None,
     message: str | None = None,
     status_node: str | None = None,
+    budgets: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A record as the API returns it (only what the test needs is set)."""
     first = first or at(6)
@@ -89,6 +98,8 @@ def record(
         status["owners"] = owners
     if status_node:
         status["node"] = {"name": status_node}
+    if budgets:
+        status["disruptionBudgets"] = budgets
     return {
         "apiVersion": "evictwatch.io/v1alpha1",
         "kind": "PodEviction",
@@ -211,12 +222,13 @@ def test_hostile_strings_are_text_not_markup() -> None:
     assert page.tags["svg"] == 2  # the two charts
     for tag in ("img", "iframe", "marquee", "u"):
         assert page.tags[tag] == 0, tag
-    assert "ns&quot;&gt;&lt;b&gt;x&lt;/b&gt;" in text
+    assert "ns&#34;&gt;&lt;b&gt;x&lt;/b&gt;" in text  # Jinja2's autoescape (markupsafe)
     assert not [a for a in page.attributes if a[1].startswith("on")]
     assert not [a for a in page.attributes if a[1] in ("src", "href", "xlink:href", "action")]
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in text
     assert "window.pwned=1" not in page.scripts[0]
-    assert page.marks[0]["data-outcome"] == 'Evicted" onmouseover="alert(4)'
+    # an outcome the CRD does not allow reads as Pending (the model's codec), never as markup
+    assert page.marks[0]["data-outcome"] == "Pending"
     workloads = {row[1] for row in page.tables["workloads"]}
     assert "ReplicaSet/<style>*{display:none}</style>" in workloads
     assert page.tables["pressure"][0][0] == "<marquee>mem"
@@ -290,7 +302,8 @@ def test_workloads_grouped_by_top_owner() -> None:
     }
     web = summaries[("shop", "Deployment/web")]
     assert (web.records, web.evicted, web.blocked_records, web.refused_attempts) == (4, 3, 1, 2 + 12)
-    assert web.blocked_seconds == pytest.approx(1800)
+    # wall-clock while refused: web-3's 30 minutes, and the 6 minutes before web-2 got through
+    assert web.blocked_seconds == pytest.approx(1800 + 360)
     assert dict(web.requesters) == {"alice (kubectl)": 2, "cluster-autoscaler": 1, "Kubelet": 1}
     db = summaries[("shop", "StatefulSet/db")]
     assert (db.records, db.evicted, db.blocked_records, db.refused_attempts) == (2, 0, 1, 2)
@@ -298,10 +311,112 @@ def test_workloads_grouped_by_top_owner() -> None:
 
     rows = Page(render(records, WINDOW)).tables["workloads"]
     by_name = {(row[0], row[1]): row for row in rows}
-    assert by_name[("shop", "Deployment/web")][2:7] == ["4", "3", "1", "14", "30m"]
+    assert by_name[("shop", "Deployment/web")][2:7] == ["4", "3", "1", "14", "36m"]
     assert by_name[("shop", "StatefulSet/db")][2:7] == ["2", "0", "1", "2", "1h"]
     assert rows[0][:2] == ["shop", "Deployment/web"]  # most evicted first
     assert "alice (kubectl) \u00d72" in by_name[("shop", "Deployment/web")][7]
+
+
+def _budget(name: str, allowed: int, healthy: int, desired: int, expected: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "disruptionsAllowed": allowed,
+        "currentHealthy": healthy,
+        "desiredHealthy": desired,
+        "expectedPods": expected,
+    }
+
+
+def test_time_blocked_is_wall_clock_not_summed_over_pods() -> None:
+    ten_held_together = [
+        record(f"web-{i}", outcome="Blocked", attempts=5, first=at(3), last=at(2.5), owners=[OWNER_WEB])
+        for i in range(10)
+    ]
+    (web,) = by_workload([read_row(r) for r in ten_held_together])
+    assert web.blocked_seconds == pytest.approx(1800)  # not 10 x 30 minutes
+    assert union_seconds([]) == 0
+    spans = [
+        (parse_time(at(5)), parse_time(at(4))),
+        (parse_time(at(4.5)), parse_time(at(3))),
+        (parse_time(at(1)), parse_time(at(0.5))),
+    ]
+    assert union_seconds(spans) == pytest.approx(2 * 3600 + 1800)  # two overlap, one apart
+
+
+def test_a_drain_that_never_finished_is_listed_per_node_and_per_budget() -> None:
+    impossible = _budget("db", 0, 3, 3, 3)  # minAvailable 3 of 3 Pods
+    tight = _budget("web", 0, 2, 2, 3)  # blocked now, could pass once a Pod is healthy again
+    records = [
+        # node-a's drain: two Pods still refused, since 3 h and since 2 h before the end
+        record(
+            "db-0",
+            node="node-a",
+            outcome="Blocked",
+            attempts=40,
+            first=at(3),
+            last=at(0.1),
+            budgets=[impossible],
+        ),
+        record(
+            "web-0", node="node-a", outcome="Blocked", attempts=20, first=at(2), last=at(0.1), budgets=[tight]
+        ),
+        # node-b: held for an hour, then let through inside the window: not still blocked
+        record(
+            "web-1", node="node-b", attempts=12, first=at(5), last=at(4), outcome_time=at(4), budgets=[tight]
+        ),
+        # node-c: refused inside the window, got through only after it ended: still blocked at its end
+        record(
+            "web-2", node="node-c", attempts=3, first=at(1), last=at(-1), outcome_time=at(-1), budgets=[tight]
+        ),
+        record("fine", node="node-a"),
+        # node-d: a drain still retrying when the report ran (Pending until the retries stop)
+        record("api-0", node="node-d", outcome="Pending", attempts=9, first=at(0.2), last=at(0.01)),
+        record("api-1", node="node-d", outcome="Pending", attempts=1, first=at(0.01)),  # not refused yet
+    ]
+    rows = [read_row(r) for r in records]
+    nodes, budgets = still_blocked(rows, WINDOW)
+    assert [n.name for n in nodes] == ["node-a", "node-c", "node-d"]  # longest blocked first
+    assert nodes[2].pods == ["shop/api-0"] and dict(nodes[2].related) == {"(no budget found)": 1}
+    node_a = nodes[0]
+    assert sorted(node_a.pods) == ["shop/db-0", "shop/web-0"]
+    assert node_a.since == parse_time(at(3)) and node_a.last_attempt == parse_time(at(0.1))
+    assert node_a.blocked_seconds(WINDOW) == pytest.approx(3 * 3600)  # wall-clock, not 3 h + 2 h
+    assert dict(node_a.related) == {"shop/db": 1, "shop/web": 1}
+    assert [b.name for b in budgets] == ["shop/db", "shop/web"]
+    assert budgets[1].pods == ["shop/web-0", "shop/web-2"] and dict(budgets[1].related) == {
+        "node-a": 1,
+        "node-c": 1,
+    }
+    assert budgets[0].budget is not None and budgets[0].budget.never_allows
+
+    (flagged,) = impossible_budgets(rows)
+    assert (flagged.namespace, flagged.name) == ("shop", "db")
+    assert "lower minAvailable below 3" in flagged.fix and "maxUnavailable" in flagged.fix
+
+    page = Page(render(records, WINDOW))
+    assert [row[:2] for row in page.tables["blocked-nodes"]] == [
+        ["node-a", "2"],
+        ["node-c", "1"],
+        ["node-d", "1"],
+    ]
+    assert page.tables["blocked-nodes"][0][3] == "3h"
+    assert [row[0] for row in page.tables["blocked-budgets"]] == ["shop/db", "shop/web"]
+    assert page.tables["blocked-budgets"][0][4:6] == ["0", "3 / 3 / 3"]
+    text = render(records, WINDOW)
+    assert text.index('id="stuck"') < text.index("<svg")  # at the top, before the charts
+    assert "shop/db</b>: it requires 3 healthy of 3 Pods" in text
+
+
+def test_nothing_blocked_says_so() -> None:
+    text = render([record("a"), record("b", outcome="Blocked", first=at(-2))], WINDOW)  # b: after the window
+    assert "Nothing was still blocked when the window ended." in text
+    assert "blocked-nodes" not in Page(text).tables
+
+
+def test_axes_carry_their_units() -> None:
+    text = render([record("a")], WINDOW, fit=False)
+    assert "records per 12m" in text  # 12 h in 60 slices
+    assert text.count("time (UTC)") == 2
 
 
 def test_kubelet_pressure_by_resource() -> None:
@@ -485,6 +600,23 @@ def test_png_without_a_browser_says_how_to_get_one(monkeypatch: pytest.MonkeyPat
     assert not (tmp_path / "r.png").exists()
 
 
+def test_pdf_without_a_browser_refuses_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(browser, "DEFAULT_PATHS", (str(tmp_path / "no-chromium"),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = CliRunner().invoke(report_command, ["-o", str(tmp_path / "night.pdf")])  # the suffix says PDF
+    assert result.exit_code == 4
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: PDF needs Chromium") and "apt-get install chromium" in line
+    assert not (tmp_path / "night.pdf").exists()
+
+
+def test_a_format_that_contradicts_the_file_name_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(report_command, ["--format", "html", "-o", str(tmp_path / "night.pdf")])
+    assert result.exit_code == 2
+    assert "--format html would write HTML into" in result.stderr
+    assert not (tmp_path / "night.pdf").exists()
+
+
 def test_conflicting_window_options_are_a_usage_error() -> None:
     result = CliRunner().invoke(report_command, ["--since", "1h", "--from", "2026-03-01T00:00:00Z"])
     assert result.exit_code == 2
@@ -498,116 +630,3 @@ def test_missing_kubeconfig_is_a_cluster_error(tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert "error: no Kubernetes configuration found" in result.stderr
     assert not (tmp_path / "r.html").exists()
-
-
-# ---- the dashboard ---------------------------------------------------------------------------
-
-
-def _declared_metrics() -> dict[str, tuple[str, set[str]]]:
-    """Sample name -> (family, label names) for every metric in evictwatch.telemetry."""
-    names: dict[str, tuple[str, set[str]]] = {}
-    for value in vars(telemetry).values():
-        if not isinstance(value, MetricWrapperBase):
-            continue
-        family = value._name
-        labels = set(value._labelnames)
-        kind = value._type
-        if kind == "counter":
-            names[f"{family}_total"] = (family, labels)
-        elif kind == "histogram":
-            for suffix in ("_bucket", "_sum", "_count"):
-                names[family + suffix] = (family, labels | ({"le"} if suffix == "_bucket" else set()))
-        else:
-            names[family] = (family, labels)
-    return names
-
-
-def test_dashboard_file_is_the_generated_one() -> None:
-    on_disk = (REPO / "deploy" / "grafana" / "evictwatch.json").read_text()
-    assert on_disk == dashboard.dashboard_json(), (
-        "regenerate: python -m evictwatch.report.dashboard > deploy/grafana/evictwatch.json"
-    )
-
-
-def test_dashboard_queries_use_only_declared_metrics_and_labels() -> None:
-    declared = _declared_metrics()
-    model = json.loads((REPO / "deploy" / "grafana" / "evictwatch.json").read_text())
-    exprs = dashboard.expressions(model)
-    assert len(exprs) >= 20
-    used: set[str] = set()
-    for expr in exprs:
-        names = dashboard.metric_names(expr)
-        assert names, f"no evictwatch metric in {expr!r}"
-        unknown = names - set(declared)
-        assert not unknown, f"{expr!r} uses {unknown}, not in evictwatch.telemetry"
-        allowed = set().union(*(declared[name][1] for name in names))
-        labels = dashboard.label_names(expr)
-        assert labels <= allowed, f"{expr!r} uses labels {labels - allowed}"
-        used |= {declared[name][0] for name in names}
-    # the panels the issue asks for
-    assert {
-        "evictwatch_evictions",
-        "evictwatch_webhook_handling_seconds",
-        "evictwatch_sink_failures",
-        "evictwatch_records_lost",
-    } <= used
-    assert any(
-        "histogram_quantile(0.99" in e and "evictwatch_webhook_handling_seconds_bucket" in e for e in exprs
-    )
-    assert any('evictwatch_evictions_total{outcome="Blocked"' in e for e in exprs)
-
-
-def test_query_readers_find_names_and_labels() -> None:
-    expr = (
-        'sum by (namespace, le) (rate(evictwatch_x_bucket{outcome="Blocked", ns=~"$n"}[5m]))'
-        " / evictwatch_y_total"
-    )
-    assert dashboard.metric_names(expr) == {"evictwatch_x_bucket", "evictwatch_y_total"}
-    assert dashboard.label_names(expr) == {"namespace", "le", "outcome", "ns"}
-    assert dashboard.label_names("label_values(evictwatch_z_total, namespace)") == {"namespace"}
-
-
-def test_dashboard_shape() -> None:
-    model = dashboard.dashboard()
-    assert 38 <= model["schemaVersion"] <= 41
-    variables = {v["name"]: v for v in model["templating"]["list"]}
-    assert (
-        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    )
-    panels = model["panels"]
-    ids = [p["id"] for p in panels]
-    assert len(ids) == len(set(ids))
-    titles = {p["title"] for p in panels}
-    assert {
-        "Evictions by source",
-        "Evictions by outcome",
-        "Top namespaces",
-        "Blocked evictions",
-        "Webhook handling time",
-        "Sink deliveries and failures",
-        "Records lost",
-    } <= titles
-    cells: set[tuple[int, int]] = set()
-    for panel in panels:
-        grid = panel["gridPos"]
-        assert grid["x"] + grid["w"] <= 24
-        covered = {
-            (x, y)
-            for x in range(grid["x"], grid["x"] + grid["w"])
-            for y in range(grid["y"], grid["y"] + grid["h"])
-        }
-        assert not covered & cells, f"{panel['title']} overlaps another panel"
-        cells |= covered
-        if panel["type"] not in ("row", "text"):
-            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
-
-
-def test_dashboard_configmap() -> None:
-    manifest = dashboard.dashboard_configmap(namespace="grafana")
-    assert manifest["kind"] == "ConfigMap"
-    assert manifest["metadata"]["namespace"] == "grafana"
-    assert manifest["metadata"]["labels"]["grafana_dashboard"] == "1"
-    ((key, body),) = manifest["data"].items()
-    assert key.endswith(".json")
-    assert json.loads(body) == dashboard.dashboard()

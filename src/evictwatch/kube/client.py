@@ -17,6 +17,8 @@ from lightkube import AsyncClient, KubeConfig
 from .errors import ApiError, is_permanent
 
 FIELD_MANAGER = "evictwatch"
+CALL_ERRORS: tuple[type[BaseException], ...] = (ApiError, LightkubeApiError, httpx2.HTTPError, OSError)
+"""What a call to the API server can raise: an error answer, or no answer (for ``except``)."""
 
 R = TypeVar("R")
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .types import Outcome, Source
+from .podeviction import PodEviction
+from .types import Outcome, Requester, Source
 
 
 @dataclass(frozen=True)
@@ -59,50 +60,41 @@ class Eviction:
         return data
 
 
-def _enum(kind: type[Any], value: object, default: Any) -> Any:
-    try:
-        return kind(value)
-    except ValueError:
-        return default
-
-
 def notice_from_record(record: Mapping[str, Any]) -> Eviction:
     """Flatten a PodEviction (as a plain dict) into an :class:`Eviction`."""
-    metadata = record.get("metadata") or {}
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    pod = spec.get("pod") or {}
-    requester = spec.get("requester") or {}
-    owners = status.get("owners") or []
-    top = owners[-1] if owners else pod.get("owner") or {}
-    account = requester.get("serviceAccount") or {}
-    why = status.get("why") or {}
-    why_text = " ".join(
-        part for part in (why.get("component"), why.get("reason"), why.get("message")) if part
-    )
-    if not why_text and spec.get("reason"):
-        why_text = f"{spec.get('reason')}: {spec.get('message', '')}".strip(": ")
+    return notice_from_podeviction(PodEviction.from_json(record))
+
+
+def notice_from_podeviction(record: PodEviction) -> Eviction:
+    """Flatten a decoded record into an :class:`Eviction`."""
+    spec, status = record.spec, record.status
+    requester = spec.requester or Requester(username="")
+    account = requester.service_account
+    top = record.top_owner
+    why_text = status.why.text if status.why is not None else ""
+    if not why_text and spec.reason:
+        why_text = f"{spec.reason}: {spec.message}".strip(": ")
     return Eviction(
-        namespace=str(metadata.get("namespace", "")),
-        pod=str(pod.get("name", "")),
-        record=str(metadata.get("name", "")),
-        record_uid=str(metadata.get("uid", "")),
-        outcome=_enum(Outcome, status.get("outcome"), Outcome.PENDING),
-        source=_enum(Source, spec.get("source"), Source.EVICTION_API),
-        pod_uid=str(pod.get("uid", "")),
-        node=str(pod.get("nodeName", "")),
-        labels=dict(pod.get("labels") or {}),
-        owner_kind=str(top.get("kind", "")),
-        owner_name=str(top.get("name", "")),
-        requester=str(requester.get("username", "")),
-        component=str(requester.get("component", "")),
-        service_account=f"{account['namespace']}/{account['name']}" if account.get("name") else "",
-        attempts=int(spec.get("attempts") or 0),
-        first_attempt=str(spec.get("firstAttemptTime", "")),
-        last_attempt=str(spec.get("lastAttemptTime", "")),
-        outcome_time=str(status.get("outcomeTime", "")),
-        outcome_reason=str(status.get("outcomeReason", "")),
+        namespace=record.metadata.namespace,
+        pod=spec.pod.name,
+        record=record.metadata.name,
+        record_uid=record.metadata.uid,
+        outcome=status.outcome,
+        source=spec.source,
+        pod_uid=spec.pod.uid,
+        node=spec.pod.node_name,
+        labels=dict(spec.pod.labels),
+        owner_kind=top.kind if top is not None else "",
+        owner_name=top.name if top is not None else "",
+        requester=requester.username,
+        component=str(requester.component) if spec.requester is not None else "",
+        service_account=f"{account.namespace}/{account.name}" if account is not None else "",
+        attempts=spec.attempts,
+        first_attempt=spec.first_attempt_time,
+        last_attempt=spec.last_attempt_time,
+        outcome_time=status.outcome_time,
+        outcome_reason=status.outcome_reason,
         why=why_text,
-        disruption_budgets=tuple(str(b.get("name", "")) for b in status.get("disruptionBudgets") or []),
-        sources=tuple(str(s) for s in spec.get("sources") or []),
+        disruption_budgets=tuple(b.name for b in status.disruption_budgets),
+        sources=spec.sources,
     )

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-GROUP = "evictwatch.io"
-VERSION = "v1alpha1"
-KIND = "PodEviction"
-PLURAL = "podevictions"
+from ..model.podeviction import API_VERSION, GROUP, KIND, PLURAL, VERSION
+
+__all__ = ["API_VERSION", "CRD_NAME", "GROUP", "KIND", "PLURAL", "VERSION", "crd_manifest"]
+
 SINGULAR = "podeviction"
 SHORT_NAMES = ("pev",)
 CRD_NAME = f"{PLURAL}.{GROUP}"
-API_VERSION = f"{GROUP}/{VERSION}"
 
 _STR: dict[str, Any] = {"type": "string"}
 _STR_LIST: dict[str, Any] = {"type": "array", "items": _STR}

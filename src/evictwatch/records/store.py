@@ -15,10 +15,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from ..kube.api import JsonApi
 from ..kube.errors import ApiError, Conflict, NotFound
+from ..model.podeviction import record_path
 from ..model.record import (
     PodInfo,
     Sighting,
@@ -30,7 +30,7 @@ from ..model.record import (
 )
 from ..model.types import EvictionAttempt
 from .cache import RecordCache
-from .crd import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from .crd import API_VERSION, KIND
 from .signing import SIGNATURE_ANNOTATION, signature
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ class RecordStore:
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
 
     def _path(self, namespace: str, name: str = "") -> str:
-        base = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
-        return f"{base}/{quote(name, safe='')}" if name else base
+        return record_path(namespace, name)
 
     async def _create(self, body: dict[str, Any]) -> bool:
         """POST the record; False when one of that name exists already (409)."""

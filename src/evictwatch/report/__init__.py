@@ -1,6 +1,8 @@
-"""Look instead of read: the drain report (``evictwatch report``) and the Grafana dashboard.
+"""Look instead of read: the drain report (``evictwatch report``), data first, then view.
 
-``render`` turns records into one self-contained HTML page (pure), ``collect`` lists the
-records of a window, ``browser`` drives headless Chromium for PNGs, ``dashboard`` builds the
-Grafana dashboard (``deploy/grafana/evictwatch.json``), and ``command`` is the click command.
+``collect`` lists the records of a window; ``data`` turns them into plain summaries (what was
+still blocked at the end, impossible budgets, per workload, per starved resource); ``charts``
+places the marks; ``render`` fills the Jinja2 templates in ``templates/`` (autoescaped);
+``browser`` drives headless Chromium for PNGs and PDFs. The click command is
+``evictwatch.cli_report``. The Grafana dashboard is ``deploy/grafana/evictwatch.json``.
 """

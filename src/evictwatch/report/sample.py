@@ -67,6 +67,79 @@ def _hex(*parts: object) -> str:
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()
 
 
+def _door(
+    rng: random.Random, window: Window, drained_at: datetime.datetime, drainer: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None, dict[str, str] | None, datetime.datetime]:
+    """``(source, requester, pressure, first attempt)``: a drain mostly; the kubelet, a descheduler."""
+    span = window.seconds
+    roll = rng.random()
+    if roll < 0.12:
+        resource, message, usage = rng.choice(_PRESSURE)
+        first = window.start + datetime.timedelta(seconds=rng.uniform(0, span))
+        return "Kubelet", None, {"resource": resource, "usage": usage, "message": message}, first
+    if roll < 0.17:
+        return (
+            "EvictionAPI",
+            dict(_DESCHEDULER),
+            None,
+            window.start + datetime.timedelta(seconds=rng.uniform(0, span)),
+        )
+    first = drained_at + datetime.timedelta(seconds=rng.uniform(0, min(span * 0.03, 900)))
+    return "EvictionAPI", dict(drainer), None, first
+
+
+def _outcome(rng: random.Random, source: str) -> tuple[str, int]:
+    """``(outcome, attempts)``."""
+    outcome_roll = rng.random()
+    if source == "Kubelet":
+        return "Failed", 1  # what the controller calls a kubelet eviction
+    if outcome_roll < 0.08:
+        return "Blocked", rng.randint(5, 60)
+    if outcome_roll < 0.11:
+        return "PodGone", 1  # no such Pod when the attempt came: the record knows only its name
+    if outcome_roll < 0.14:
+        return "Pending", rng.randint(1, 4)
+    return "Evicted", 1 if rng.random() < 0.8 else rng.randint(2, 6)
+
+
+def _owners(kind: str, workload: str) -> list[dict[str, str]]:
+    """The owner chain (ReplicaSet, then Deployment; or the StatefulSet or Job itself)."""
+    replica_set = f"{workload}-{_hex('rs', workload)[:10]}" if kind == "Deployment" else ""
+    owner_name = replica_set or workload
+    owners = [
+        {
+            "apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
+            "kind": "ReplicaSet" if kind == "Deployment" else kind,
+            "name": owner_name,
+            "uid": _hex("o", owner_name)[:36],
+        }
+    ]
+    if kind == "Deployment":
+        owners.append(
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload, "uid": _hex("d", workload)[:36]}
+        )
+    return owners
+
+
+def _blocked_status(workload: str, owners: list[dict[str, str]]) -> dict[str, Any]:
+    # a StatefulSet's budget requires both of its 2 Pods (it can never allow an eviction);
+    # a Deployment's allows one of 3 to go, and is only blocked while one is unhealthy
+    expected = 2 if owners and owners[-1].get("kind") == "StatefulSet" else 3
+    why = f"Cannot evict pod as it would violate the pod's disruption budget {workload}-pdb."
+    return {
+        "why": {"component": "kube-apiserver", "reason": "DisruptionBudget", "message": why},
+        "disruptionBudgets": [
+            {
+                "name": f"{workload}-pdb",
+                "disruptionsAllowed": 0,
+                "currentHealthy": 2,
+                "desiredHealthy": 2,
+                "expectedPods": expected,
+            }
+        ],
+    }
+
+
 def sample_records(
     count: int, window: Window, *, nodes: int | None = None, seed: int = 7
 ) -> list[dict[str, Any]]:
@@ -74,86 +147,30 @@ def sample_records(
     rng = random.Random(seed)
     node_count = nodes or max(3, min(60, count // 40))
     node_names = [f"ip-10-0-{i // 250}-{i % 250 + 10}.eu-west-1.compute.internal" for i in range(node_count)]
-    span = window.seconds
     drained_at = [
-        window.start + datetime.timedelta(seconds=span * (0.05 + 0.85 * i / node_count))
+        window.start + datetime.timedelta(seconds=window.seconds * (0.05 + 0.85 * i / node_count))
         for i in range(node_count)
     ]
     drainer = [rng.choice(_DRAINERS) for _ in range(node_count)]
     records: list[dict[str, Any]] = []
     for index in range(count):
         node_index = rng.randrange(node_count)
-        node = node_names[node_index]
         namespace, kind, workload = rng.choice(_WORKLOADS)
-        roll = rng.random()
-        source = "EvictionAPI"
-        requester: dict[str, Any] | None = dict(drainer[node_index])
-        pressure: dict[str, str] | None = None
-        reason = ""
-        if roll < 0.12:
-            source = "Kubelet"
-            requester = None
-            resource, message, usage = rng.choice(_PRESSURE)
-            pressure = {"resource": resource, "usage": usage, "message": message}
-            reason = "Evicted"
-            first = window.start + datetime.timedelta(seconds=rng.uniform(0, span))
-        elif roll < 0.17:
-            requester = dict(_DESCHEDULER)
-            first = window.start + datetime.timedelta(seconds=rng.uniform(0, span))
-        else:
-            first = drained_at[node_index] + datetime.timedelta(seconds=rng.uniform(0, min(span * 0.03, 900)))
-        outcome_roll = rng.random()
-        attempts = 1
-        if source == "Kubelet":
-            outcome = "Failed"  # what the controller calls a kubelet eviction
-        elif outcome_roll < 0.08:
-            outcome = "Blocked"
-            attempts = rng.randint(5, 60)
-        elif outcome_roll < 0.11:
-            outcome = "PodGone"  # no such Pod when the attempt came: the record knows only its name
-        elif outcome_roll < 0.14:
-            outcome = "Pending"
-            attempts = rng.randint(1, 4)
-        else:
-            outcome = "Evicted"
-            attempts = 1 if rng.random() < 0.8 else rng.randint(2, 6)
-        last = first + datetime.timedelta(seconds=(attempts - 1) * rng.uniform(5, 30))
-        last = min(last, window.end)
+        source, requester, pressure, first = _door(rng, window, drained_at[node_index], drainer[node_index])
+        outcome, attempts = _outcome(rng, source)
+        last = min(first + datetime.timedelta(seconds=(attempts - 1) * rng.uniform(5, 30)), window.end)
         first = min(first, last)
         settled = min(last + datetime.timedelta(seconds=rng.uniform(0.5, 40)), window.end)
         suffix = _hex(seed, index)
-        replica_set = f"{workload}-{_hex('rs', workload)[:10]}" if kind == "Deployment" else ""
-        pod = (
-            f"{replica_set or workload}-{suffix[9:14]}"
-            if kind != "StatefulSet"
-            else f"{workload}-{index % 5}"
-        )
-        owner_kind = "ReplicaSet" if kind == "Deployment" else kind
-        owner_name = replica_set or workload
-        owners = [
-            {
-                "apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
-                "kind": owner_kind,
-                "name": owner_name,
-                "uid": _hex("o", owner_name)[:36],
-            }
-        ]
-        if kind == "Deployment":
-            owners.append(
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": workload,
-                    "uid": _hex("d", workload)[:36],
-                }
-            )
+        owners = _owners(kind, workload)
+        pod = f"{workload}-{index % 5}" if kind == "StatefulSet" else f"{owners[0]['name']}-{suffix[9:14]}"
         spec: dict[str, Any] = {
             "pod": {
                 "name": pod,
                 "uid": _hex("pod", seed, index)[:36],
                 "found": True,
                 "labels": {"app.kubernetes.io/name": workload, "app.kubernetes.io/part-of": namespace},
-                "nodeName": node,
+                "nodeName": node_names[node_index],
                 "phase": "Running",
                 "owner": owners[0],
             },
@@ -169,31 +186,22 @@ def sample_records(
         if requester is not None:
             spec["requester"] = requester
         if pressure is not None:
-            spec["pressure"] = pressure
-            spec["reason"] = reason
-            spec["message"] = pressure["message"]
+            spec.update(pressure=pressure, reason="Evicted", message=pressure["message"])
         status: dict[str, Any] = {"outcome": outcome, "owners": owners}
         if outcome != "Pending":
             status["outcomeTime"] = _time(settled)
         if outcome == "Blocked":
-            status["why"] = {
-                "component": "kube-apiserver",
-                "reason": "DisruptionBudget",
-                "message": "Cannot evict pod as it would violate the pod's disruption budget "
-                f"{workload}-pdb.",
-            }
-            status["disruptionBudgets"] = [
-                {"name": f"{workload}-pdb", "disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2}
-            ]
+            status.update(_blocked_status(workload, owners))
+        metadata = {
+            "name": f"{pod}.{suffix[14:22]}",
+            "namespace": namespace,
+            "creationTimestamp": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
         records.append(
             {
                 "apiVersion": "evictwatch.io/v1alpha1",
                 "kind": "PodEviction",
-                "metadata": {
-                    "name": f"{pod}.{suffix[14:22]}",
-                    "namespace": namespace,
-                    "creationTimestamp": first.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                },
+                "metadata": metadata,
                 "spec": spec,
                 "status": status,
             }

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from ..model.notice import Eviction
+from ..model.podeviction import record_path
 from .base import SinkBase
 
 SIGNATURE_HEADER = "X-Evictwatch-Signature"
@@ -32,9 +33,7 @@ def cloudevent(eviction: Eviction) -> dict[str, Any]:
     return {
         "specversion": "1.0",
         "id": eviction.idempotency_key,
-        "source": (
-            f"/apis/evictwatch.io/v1alpha1/namespaces/{eviction.namespace}/podevictions/{eviction.record}"
-        ),
+        "source": record_path(eviction.namespace, eviction.record),
         "type": f"io.evictwatch.eviction.{str(eviction.outcome).lower()}",
         "subject": eviction.key,
         "time": eviction.outcome_time or eviction.last_attempt,

@@ -1,6 +1,8 @@
 """pytest fixtures for tests against the real local control plane.
 
-Load with ``pytest_plugins = ["evictwatch.testing.fixtures"]``. The control plane is
+Load with ``pytest_plugins = ["evictwatch.testing.fixtures"]``; it needs the ``testing`` extra
+(``pip install 'evictwatch[testing]'``: pytest and pytest-asyncio), the only part of the harness
+that does. The control plane is
 session-scoped (one etcd, kube-apiserver and kube-controller-manager for the whole run,
 about 10 s to start); every test gets a fresh namespace, so tests do not see each other.
 """

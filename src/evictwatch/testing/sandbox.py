@@ -5,28 +5,38 @@ with a self-signed webhook, makes a demo Deployment whose Pods run on a fake Nod
 them with a PodDisruptionBudget, and evicts: one allowed, one refused by the budget (and
 retried, as kubectl drain does), one dry run. Then it shows the records, and keeps
 everything running for exploring with kubectl until Ctrl-C (or exits with ``--once``).
+
+It lives in the harness because it is the harness at work (the control plane, the fake Node,
+the Cluster helpers), and needs nothing beyond the runtime dependencies (no pytest). The CLI's
+``sandbox`` and ``control-plane`` commands import it when they run, and only then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import secrets
+import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Namespace
 
-from . import views
-from .config import parse_config
-from .operator import Operator
-from .records.resource import PodEviction
-from .testing.cluster import Cluster, create_namespace, wait_for
-from .testing.controlplane import ControlPlane
+from .. import views
+from ..config import parse_config
+from ..operator import Operator
+from ..records.resource import PodEviction
+from .binaries import BinariesError
+from .cluster import Cluster, create_namespace, wait_for
+from .controlplane import ControlPlane, ControlPlaneError
 
 DEMO_NAMESPACE = "demo"
 Say = Callable[[str], None]
+START_ERRORS = (BinariesError, ControlPlaneError)
+"""What starting the local control plane can raise: no binaries (and no Go to build them), or no start."""
 
 
 async def _records(client: AsyncClient) -> list[dict[str, Any]]:
@@ -90,3 +100,56 @@ def show(records: list[dict[str, Any]]) -> str:
     now = datetime.datetime.now(datetime.UTC)
     headers = views.COLUMNS + views.WIDE
     return views.table([views.row(r, now, wide=True) for r in views.select(records, now=now)], headers)
+
+
+async def _demo(cp: ControlPlane, once: bool, say: Say, echo: Say) -> None:
+    operator = await start_operator(cp)
+    try:
+        say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
+        records = await run_demo(cp, operator, say)
+        echo(f"\n{show(records)}\n")
+        say(
+            f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
+            "evictwatch get -A; evictwatch describe demo/<pod>"
+        )
+        if not once:
+            say("running until Ctrl-C")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        await operator.stop()
+        if operator.client is not None:
+            await operator.client.close()
+
+
+def run_sandbox(once: bool, say: Say, echo: Say) -> None:
+    """``evictwatch sandbox``: start the control plane, run the demo, stop everything at the end.
+
+    ``say`` tells the demo's story line by line, ``echo`` prints the records' table as it is.
+    Raises one of :data:`START_ERRORS` when the control plane cannot start.
+    """
+    say("starting etcd, kube-apiserver and kube-controller-manager ...")
+    cp = ControlPlane(with_controller_manager=True).start()
+    try:
+        asyncio.run(_demo(cp, once, say, echo))
+    finally:
+        cp.stop()
+        say("stopped; nothing left running")
+
+
+def serve_control_plane(with_controller_manager: bool, kubeconfig_out: str | None, say: Say) -> None:
+    """``evictwatch control-plane``: the local control plane until Ctrl-C (or SIGTERM)."""
+    cp = ControlPlane(with_controller_manager=with_controller_manager).start()
+    try:
+        if kubeconfig_out:
+            Path(kubeconfig_out).write_text(cp.kubeconfig_path.read_text())
+        say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}")
+        say(f"export KUBECONFIG={kubeconfig_out or cp.kubeconfig_path}")
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            signal.pause()
+    finally:
+        cp.stop()

@@ -1,4 +1,8 @@
-"""``evictwatch report``: the records of a window as one HTML page (or a PNG of it)."""
+"""``evictwatch report``: the records of a window as one HTML page (or a PNG or PDF of it).
+
+The command's options and exit codes live here, beside the CLI (only the CLI imports click);
+the report itself is :mod:`evictwatch.report`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,12 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import httpx2
-from lightkube import ApiError
 
-from ..kube.client import KubeConfigError, make_client
-from .browser import BrowserError, BrowserNotFound, find_chromium, screenshot_html
-from .collect import collect
-from .render import render
-from .window import UTC, Window, WindowError, parse_time
+from .kube.client import CALL_ERRORS, KubeConfigError, make_client
+from .report.browser import BrowserError, BrowserNotFound, find_chromium, pdf_html, screenshot_html
+from .report.collect import collect
+from .report.render import render
+from .report.window import UTC, Window, WindowError, parse_time
 
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
@@ -57,6 +59,20 @@ async def _collect(
         await client.close()
 
 
+def _through_chromium(page: str, output_format: str) -> bytes:
+    """The page as a PNG or a PDF, made by headless Chromium from a private temporary file."""
+    with tempfile.TemporaryDirectory(prefix="evictwatch-report-") as folder:
+        html_path = Path(folder).resolve() / "report.html"
+        html_path.write_text(page, encoding="utf-8")
+        make = screenshot_html if output_format == "png" else pdf_html
+        try:
+            return asyncio.run(make(html_path))
+        except BrowserNotFound as error:
+            _fail(str(error), EXIT_BROWSER)
+        except (BrowserError, TimeoutError) as error:
+            _fail(f"Chromium could not render the report: {error}", EXIT_BROWSER)
+
+
 Decorated = TypeVar("Decorated", bound=Callable[..., Any])
 
 
@@ -73,23 +89,26 @@ def window_options(command: Decorated) -> Decorated:
     )(command)
 
 
+FORMATS = ("html", "png", "pdf")
+
+
 def output_options(name: str) -> Callable[[Decorated], Decorated]:
-    """``-o/--output`` and ``--format html|png`` for a page written to ``<name>.html`` by default."""
+    """``-o/--output`` and ``--format html|png|pdf`` for a page written to ``<name>.html`` by default."""
 
     def decorate(command: Decorated) -> Decorated:
         command = click.option(
             "--format",
             "output_format",
-            type=click.Choice(["html", "png"]),
+            type=click.Choice(FORMATS),
             default=None,
-            help="html (default; png when --output ends in .png) or png (needs Chromium).",
+            help="html (default), png or pdf (both need Chromium); by default from --output's suffix.",
         )(command)
         return click.option(
             "-o",
             "--output",
             type=click.Path(dir_okay=False, writable=True),
             default=None,
-            help=f"Where to write (default: {name}.html, or {name}.png with --format png).",
+            help=f"Where to write (default: {name}.html, or {name}.png/.pdf with --format png/pdf).",
         )(command)
 
     return decorate
@@ -103,15 +122,21 @@ def checked_options(
     output: str | None,
     output_format: str | None,
 ) -> tuple[Window, Path, str]:
-    """The window, the file and its format, or exit: a bad window (2), PNG without Chromium (4)."""
+    """The window, the file and its format, or exit: bad options (2), PNG or PDF without Chromium (4)."""
+    suffix = Path(output).suffix.lower().lstrip(".") if output is not None else ""
     if output_format is None:
-        output_format = "png" if output is not None and output.lower().endswith(".png") else "html"
+        output_format = suffix if suffix in FORMATS else "html"
+    elif suffix in FORMATS and suffix != output_format:
+        _fail(
+            f"--format {output_format} would write {output_format.upper()} into {output}: drop one",
+            EXIT_USAGE,
+        )
     try:
         window = window_from_options(since, start, end)
     except WindowError as error:
         _fail(str(error), EXIT_USAGE)
-    if output_format == "png" and find_chromium() is None:
-        _fail(str(BrowserNotFound()), EXIT_BROWSER)
+    if output_format != "html" and find_chromium() is None:
+        _fail(f"{output_format.upper()} needs Chromium: {BrowserNotFound()}", EXIT_BROWSER)
     return window, Path(output or f"{name}.{output_format}"), output_format
 
 
@@ -141,7 +166,7 @@ def report_command(
     except KubeConfigError as error:
         _fail(str(error), EXIT_CLUSTER)
         return
-    except (ApiError, httpx2.HTTPError, OSError) as error:
+    except CALL_ERRORS as error:
         _fail(f"could not list PodEvictions: {type(error).__name__}: {error}", EXIT_CLUSTER)
         return
     generated = datetime.datetime.now(UTC)
@@ -150,17 +175,7 @@ def report_command(
     if output_format == "html":
         target.write_text(page, encoding="utf-8")
     else:
-        with tempfile.TemporaryDirectory(prefix="evictwatch-report-") as folder:
-            html_path = Path(folder).resolve() / "report.html"
-            html_path.write_text(page, encoding="utf-8")
-            try:
-                target.write_bytes(asyncio.run(screenshot_html(html_path)))
-            except BrowserNotFound as error:
-                _fail(str(error), EXIT_BROWSER)
-                return
-            except (BrowserError, TimeoutError) as error:
-                _fail(f"Chromium could not render the report: {error}", EXIT_BROWSER)
-                return
+        target.write_bytes(_through_chromium(page, output_format))
     elapsed = time.perf_counter() - started
     click.echo(
         f"wrote {target}: {len(records)} records from {window.start:%Y-%m-%d %H:%M} "
