@@ -22,7 +22,8 @@ from typing import Any
 from lightkube import AsyncClient
 from lightkube.resources.core_v1 import Event, Pod
 
-from ..kube.client import namespace_is_going
+from .. import telemetry
+from ..kube.client import is_permanent, namespace_is_going
 from ..kube.listwatch import ListWatch
 from ..model.podfacts import sighting_from_event, sighting_from_pod
 from ..model.record import Sighting
@@ -124,6 +125,9 @@ class Watchers:
                     extra={"namespace": pod.namespace, "pod": pod.name},
                 )
                 return
+            if is_permanent(error):
+                self._lost(sighting, error)
+                return  # kept in ``seen``: the same object would only be refused again
             self.seen.forget(key)
             log.error(
                 "could not record the %s disruption of %s/%s: %s",
@@ -149,3 +153,18 @@ class Watchers:
                     "record": result.name,
                 },
             )
+
+    def _lost(self, sighting: Sighting, error: BaseException) -> None:
+        """A record the API server will never take (it refused the object itself): counted, logged
+        with the object, and skipped, so that one bad object never holds up the watch behind it."""
+        pod = sighting.pod
+        telemetry.RECORDS_LOST.labels(str(sighting.source)).inc()
+        log.error(
+            "LOST the %s disruption of %s/%s (uid %s): the API server refused its record for good: %s",
+            sighting.source,
+            pod.namespace,
+            pod.name,
+            pod.uid or "unknown",
+            error,
+            extra={"namespace": pod.namespace, "pod": pod.name, "source": str(sighting.source)},
+        )

@@ -27,6 +27,7 @@ class Controller:
         self, client: AsyncClient, api: JsonApi, sinks: Sequence[Sink], key: bytes, settings: ControllerConfig
     ) -> None:
         self.client = client
+        self.key = key
         self.settings = settings
         self.settler = Settler(api, sinks, key, blocked_after=settings.blockedAfterSeconds)
         self.queue = WorkQueue()
@@ -48,7 +49,7 @@ class Controller:
         await asyncio.sleep(min(policy.intervalSeconds, 10.0))  # let the first sync settle first
         while True:
             try:
-                await retention.enforce(self.client, policy.ttlSeconds, policy.maxPerNamespace)
+                await retention.enforce(self.client, policy.ttlSeconds, policy.maxPerNamespace, self.key)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - try again next round

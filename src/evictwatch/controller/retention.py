@@ -1,4 +1,11 @@
-"""Retention: records older than the TTL go, and at most N stay per namespace (oldest go first)."""
+"""Retention: records older than the TTL go, and at most N stay per namespace (oldest go first).
+
+The cap counts only records of real evictions that evictwatch signed. A record it did not sign
+(anyone allowed to create PodEvictions can make one) and the aggregated record of evictions of
+Pods that do not exist (anyone allowed to evict can name any Pod) neither count nor make room:
+otherwise the least privileged could wipe the history of real evictions by flooding a namespace.
+Those go by the TTL only.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from .. import telemetry
 from ..kube.client import is_not_found
 from ..model.outcome import parse_time
 from ..records.resource import PodEviction
+from ..records.signing import verify
 
 log = logging.getLogger("evictwatch.retention")
 
@@ -22,8 +30,18 @@ def _created(record: dict[str, Any]) -> datetime.datetime:
     return parse_time(metadata.get("creationTimestamp")) or datetime.datetime.now(datetime.UTC)
 
 
+def counts_toward_cap(record: dict[str, Any], key: bytes) -> bool:
+    """Signed by us, and of a Pod that existed (not the aggregate of missing Pods)."""
+    pod = (record.get("spec") or {}).get("pod") or {}
+    return pod.get("found") is not False and verify(key, record)
+
+
 def plan(
-    records: list[dict[str, Any]], now: datetime.datetime, ttl_seconds: float, max_per_namespace: int
+    records: list[dict[str, Any]],
+    now: datetime.datetime,
+    ttl_seconds: float,
+    max_per_namespace: int,
+    key: bytes,
 ) -> list[tuple[dict[str, Any], str]]:
     """Which records to delete and why (``ttl`` or ``max_per_namespace``); pure, for testing."""
     doomed: list[tuple[dict[str, Any], str]] = []
@@ -32,7 +50,7 @@ def plan(
         age = (now - _created(record)).total_seconds()
         if age > ttl_seconds:
             doomed.append((record, "ttl"))
-        else:
+        elif counts_toward_cap(record, key):
             by_namespace[(record.get("metadata") or {}).get("namespace", "")].append(record)
     for items in by_namespace.values():
         excess = len(items) - max_per_namespace
@@ -45,14 +63,16 @@ def plan(
     return doomed
 
 
-async def enforce(client: AsyncClient, ttl_seconds: float, max_per_namespace: int) -> int:
+async def enforce(client: AsyncClient, ttl_seconds: float, max_per_namespace: int, key: bytes) -> int:
     """Delete what :func:`plan` picks; returns how many records were deleted."""
     records = [
         item.to_dict() if hasattr(item, "to_dict") else dict(item)
         async for item in client.list(PodEviction, namespace="*")
     ]
     deleted = 0
-    for record, reason in plan(records, datetime.datetime.now(datetime.UTC), ttl_seconds, max_per_namespace):
+    for record, reason in plan(
+        records, datetime.datetime.now(datetime.UTC), ttl_seconds, max_per_namespace, key
+    ):
         metadata = record["metadata"]
         try:
             await client.delete(PodEviction, metadata["name"], namespace=metadata["namespace"])

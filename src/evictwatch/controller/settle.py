@@ -35,7 +35,7 @@ from ..model.why import pick_why
 from ..records.crd import GROUP, KIND, PLURAL, VERSION
 from ..records.signing import verify
 from ..sinks.base import Sink, wants
-from . import context
+from . import context, inflight
 
 log = logging.getLogger("evictwatch.controller")
 
@@ -107,7 +107,7 @@ class Settler:
         deliveries = status.get("deliveries") or {}
         return all(
             (deliveries.get(sink.name) or {}).get("outcome") == outcome
-            and (deliveries.get(sink.name) or {}).get("state") in ("Delivered", "Failed", "Skipped")
+            and (deliveries.get(sink.name) or {}).get("state") in inflight.FINAL_STATES
             for sink in self.sinks
         )
 
@@ -239,10 +239,15 @@ class Settler:
         wait: list[float] = []
         for sink in self.sinks:
             state = deliveries.get(sink.name) or {}
-            if state.get("outcome") == outcome and state.get("state") in ("Delivered", "Failed", "Skipped"):
+            if state.get("outcome") == outcome and state.get("state") in inflight.FINAL_STATES:
                 continue
             if state.get("outcome") != outcome:
                 state = {}
+            interrupted = inflight.after_interruption(state, outcome, resend=inflight.deduplicates(sink))
+            if interrupted is not None:
+                deliveries[sink.name] = interrupted
+                inflight.warn_interrupted(sink.name, eviction)
+                continue
             if not wants(sink.filter, eviction):
                 deliveries[sink.name] = {"state": "Skipped", "outcome": outcome, "attempts": 0}
                 continue
@@ -254,6 +259,8 @@ class Settler:
                     wait.append(remaining)
                     continue
             due.append(sink)
+            if inflight.marks_in_flight(sink):  # written below, before anything is sent
+                deliveries[sink.name] = inflight.sending(state, outcome, _stamp(now))
         if deliveries != (status.get("deliveries") or {}):
             updated = await self._status_call_safe(record, {**status, "deliveries": deliveries})
             if updated is None:

@@ -97,3 +97,16 @@ def is_not_found(error: BaseException) -> bool:
 
 def is_conflict(error: BaseException) -> bool:
     return status_code(error) == 409
+
+
+_RETRYABLE_4XX = frozenset({401, 403, 404, 408, 409, 429})
+"""Client errors that say nothing about the object: credentials or RBAC (may be fixed), a CRD
+being re-installed or a namespace going (404), a timeout, a conflict, throttling."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """A write the API server refused for the object itself (400, 413, 422, ...): sending the same
+    object again can only be refused again, so the caller must count it lost and move on rather
+    than retry (and, in a watch, replay it forever in front of every later event)."""
+    code = status_code(error)
+    return code is not None and 400 <= code < 500 and code not in _RETRYABLE_4XX

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 
@@ -54,6 +54,10 @@ class HttpSink(SinkBase):
     secret: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     client: httpx2.AsyncClient | None = None
+    marks_in_flight: ClassVar[bool] = True
+    """The delivery leaves the process: marked as in flight first (see controller/inflight.py)."""
+    deduplicates: ClassVar[bool] = True
+    """The Idempotency-Key lets the receiver drop a repeat: an interrupted send is sent again."""
 
     def body(self, eviction: Eviction) -> tuple[bytes, str]:
         return json.dumps(cloudevent(eviction), separators=(",", ":")).encode(), CLOUDEVENTS_CONTENT_TYPE

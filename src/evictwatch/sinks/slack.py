@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model.notice import Eviction
 from ..model.types import Outcome
@@ -45,5 +45,8 @@ def slack_message(eviction: Eviction) -> dict[str, Any]:
 
 @dataclass
 class SlackSink(HttpSink):
+    deduplicates: ClassVar[bool] = False
+    """A channel shows every message it gets: an interrupted send is not repeated."""
+
     def body(self, eviction: Eviction) -> tuple[bytes, str]:
         return json.dumps(slack_message(eviction)).encode(), "application/json"
