@@ -189,16 +189,16 @@ async def test_a_refused_record_does_not_hold_up_the_watch(
     node = await cluster.create_node()
     before = lost("Preemption")
     await cluster.create_pod(refused_pod, node=node, ready=True)
-    await disrupt(cluster, refused_pod)
-    await wait_for(lambda: _above(lost("Preemption"), before), what="the refused record counted as lost")
-    # The watch goes on past the poison: an unrelated Pod disrupted afterwards is recorded at once.
     await cluster.create_pod("innocent", node=node, ready=True)
+    await disrupt(cluster, refused_pod)
+    # The watch goes on past the poison: an unrelated Pod disrupted afterwards is recorded at once.
     await disrupt(cluster, "innocent")
     started = time.monotonic()
     await wait_for(
         lambda: _named(cluster, "innocent"), timeout=5, what="the unrelated Pod's disruption recorded"
     )
     took = time.monotonic() - started
+    await wait_for(lambda: _above(lost("Preemption"), before), what="the refused record counted as lost")
     assert lost("Preemption") == before + 1, "the poison was retried (or another write lost)"
     found = await records(cluster.client, cluster.namespace)
     assert [r["spec"]["pod"]["name"] for r in found] == ["innocent"]
@@ -274,6 +274,9 @@ async def test_evictions_of_missing_pods_aggregate_and_wipe_nothing(
         await record_of(cluster.client, cluster.namespace, name, "Evicted")
     for i in range(25):
         assert (await cluster.evict(f"ghost-{i}")).status == 404
+    await asyncio.sleep(2.0)  # four retention rounds with a cap of 3 and 27 evictions
+    names = {r["spec"]["pod"]["name"] for r in await records(cluster.client, cluster.namespace)}
+    assert set(genuine) <= names, "retention removed records of real evictions"
 
     async def aggregated() -> dict[str, Any] | None:
         every = await records(cluster.client, cluster.namespace)
@@ -284,7 +287,7 @@ async def test_evictions_of_missing_pods_aggregate_and_wipe_nothing(
     aggregate = await wait_for(aggregated, timeout=30, what="one settled record counting 25 missing Pods")
     assert aggregate["status"]["outcome"] == "PodGone" and aggregate["spec"]["attempts"] == 25
     assert aggregate["spec"]["pod"]["name"] == "ghost-24" and len(aggregate["spec"]["missingPods"]) == 20
-    await asyncio.sleep(2.0)  # four retention rounds with a cap of 3 and 27 evictions
+    await asyncio.sleep(1.0)  # two more retention rounds
     names = sorted(r["spec"]["pod"]["name"] for r in await records(cluster.client, cluster.namespace))
     assert names == ["ghost-24", *genuine]
     ghosts = [r for r in receivers["slack"].requests if "ghost" in r.body.decode()]
