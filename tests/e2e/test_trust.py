@@ -205,6 +205,35 @@ async def test_a_refused_record_does_not_hold_up_the_watch(
     print(f"\nafter a refused record, an unrelated disruption was recorded in {took:.2f} s")
 
 
+def restarts(watch: str) -> float:
+    labels = {"watch": watch, "reason": "error"}
+    return telemetry.REGISTRY.get_sample_value("evictwatch_watch_restarts_total", labels) or 0.0
+
+
+async def test_an_event_about_a_name_no_pod_can_have_does_not_stop_the_event_watch(
+    cluster: Cluster, start: Start
+) -> None:
+    """Anyone who may create Events can name any "Pod": the watch must go on past it."""
+    await start({"watchers": {"enabled": True}})
+    before = restarts("events")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": unique("poison"), "namespace": cluster.namespace},
+        "involvedObject": {"kind": "Pod", "name": "Not_A_DNS_Name", "namespace": cluster.namespace},
+        "reason": "Evicted",
+        "type": "Warning",
+        "message": "The node was low on resource: memory.",
+        "source": {"component": "kubelet", "host": "nowhere"},
+        "count": 1,
+    }
+    async with cluster.http() as http:
+        reply = await http.post(f"/api/v1/namespaces/{cluster.namespace}/events", json=event)
+        assert reply.status_code == 201, reply.text
+    await asyncio.sleep(3.0)  # a watch that fails on it restarts within 0.2 s, then again and again
+    assert restarts("events") == before, "the Event watch stopped on the poison Event"
+
+
 async def _above(value: float, floor: float) -> bool:
     return value > floor
 
