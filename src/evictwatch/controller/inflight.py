@@ -5,13 +5,14 @@ cannot be one step: if the operator dies between the two, the record still says 
 next leader sends again. The HTTP sink survives that, since the receiver recognises the repeat
 by its ``Idempotency-Key``; a Slack channel cannot, and shows the message twice.
 
-So such a delivery is first written as ``Sending`` (in the status write that already precedes
-the deliveries). A leader that finds ``Sending`` for the current outcome knows a predecessor
-was interrupted mid-send and cannot know whether the message arrived:
-
-* a sink whose receiver deduplicates is sent again (the same key: at least once, seen once);
-* any other sink is not sent again: the delivery becomes ``Interrupted`` and a warning names
-  it, so a crash costs at most one message that someone can look up, never a silent repeat.
+So a delivery to a sink that cannot recognise a repeat (Slack) is first written as ``Sending``
+(in the status write that already precedes the deliveries). A leader that finds ``Sending`` for
+the current outcome knows a predecessor was interrupted mid-send and cannot know whether the
+message arrived; it does not send it again: the delivery becomes ``Interrupted`` and a warning
+names it, so a crash costs at most one message that someone can look up, never a silent repeat.
+A sink whose receiver deduplicates (HTTP) gets no mark, which would cost a status write per
+delivery for nothing: cut off, it is simply sent again with the same key (at least once, seen
+once). Were it marked, it would be resent all the same.
 
 Pure functions of the status entries, so they are tested without a cluster.
 """
@@ -37,7 +38,7 @@ class MaybeMarked(Protocol):
 
 
 def marks_in_flight(sink: MaybeMarked) -> bool:
-    """True for sinks whose delivery leaves the process (HTTP, Slack): they get a ``Sending`` mark."""
+    """True for sinks that get a ``Sending`` mark before each delivery (Slack)."""
     return bool(getattr(sink, "marks_in_flight", False))
 
 

@@ -54,10 +54,10 @@ class HttpSink(SinkBase):
     secret: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     client: httpx2.AsyncClient | None = None
-    marks_in_flight: ClassVar[bool] = True
-    """The delivery leaves the process: marked as in flight first (see controller/inflight.py)."""
     deduplicates: ClassVar[bool] = True
     """The Idempotency-Key lets the receiver drop a repeat: an interrupted send is sent again."""
+    marks_in_flight: ClassVar[bool] = False
+    """No ``Sending`` mark (see controller/inflight.py): a repeat is harmless, a status write is not free."""
 
     def body(self, eviction: Eviction) -> tuple[bytes, str]:
         return json.dumps(cloudevent(eviction), separators=(",", ":")).encode(), CLOUDEVENTS_CONTENT_TYPE
