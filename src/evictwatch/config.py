@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticUndefined
 
 
@@ -167,6 +167,13 @@ class LeaderElection(_Strict):
     leaseName: str = "evictwatch-controller"
     leaseDurationSeconds: float = Field(default=15.0, gt=1)
     renewSeconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_well_within_the_lease(self) -> LeaderElection:
+        # The leader steps down 2/3 of a lease after its last renewal: it must get to try again first.
+        if self.renewSeconds >= self.leaseDurationSeconds * 2 / 3:
+            raise ValueError("renewSeconds must be less than 2/3 of leaseDurationSeconds")
+        return self
 
 
 class ControllerConfig(_Strict):

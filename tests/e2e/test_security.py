@@ -569,14 +569,17 @@ async def scenario(
         await wait_for(merged, timeout=60, what="the second attempt merged and settled")
         found = await all_done() or []
 
-        # Retention: two more records make 9 > 7; the two oldest go.
-        for ghost in ("ghost-2", "ghost-3"):
-            assert (await cluster.evict(ghost)).status == 404
+        # Retention: two more evictions make 8 records of real Pods > 7; the oldest goes. The
+        # record of the missing Pod (one per requester, whatever it asks for) does not count.
+        for extra in ("extra-2", "extra-3"):
+            await cluster.create_pod(extra)
+            assert (await cluster.evict(extra)).status == 201
+        assert (await cluster.evict("ghost-2")).status == 404  # counted in the missing-Pod record
 
         async def trimmed() -> bool:
-            return len([item async for item in kube.list(PodEviction, namespace=namespace)]) == 7
+            return len([item async for item in kube.list(PodEviction, namespace=namespace)]) == 8
 
-        await wait_for(trimmed, timeout=30, what="retention to remove two records")
+        await wait_for(trimmed, timeout=30, what="retention to remove one record")
         metrics = await operator.metrics_text()
         await operator.stop()  # a clean exit: the Lease is released
 
@@ -735,7 +738,8 @@ async def test_forged_records_by_an_allowed_user_trigger_nothing(
         )
 
         # A genuine eviction first: its record's signature is what mallory will try to reuse.
-        assert (await cluster.evict("real")).status == 404
+        await cluster.create_pod("real")
+        assert (await cluster.evict("real")).status == 201
         genuine = await _settled(cluster.client, ns, "real")
         stolen = genuine["metadata"]["annotations"]["evictwatch.io/signature"]
 
@@ -783,7 +787,8 @@ async def test_forged_records_by_an_allowed_user_trigger_nothing(
             assert reply.status_code == 403, reply.text
 
         # A genuine eviction after the forgeries is delivered: the controller was running and saw them.
-        assert (await cluster.evict("after")).status == 404
+        await cluster.create_pod("after")
+        assert (await cluster.evict("after")).status == 201
         await _settled(cluster.client, ns, "after")
         await asyncio.sleep(2.0)
         bodies = json.dumps([r.json() for r in hook.requests + slack.requests])

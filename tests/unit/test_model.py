@@ -309,16 +309,23 @@ def test_signature_covers_identity() -> None:
 
 
 def test_retention_plan() -> None:
-    def rec(name: str, ns: str, age: float, outcome: str = "Evicted") -> dict[str, Any]:
+    def rec(name: str, ns: str, age: float, outcome: str = "Evicted", found: bool = True) -> dict[str, Any]:
+        spec = {"pod": {"name": name, "found": found}, "source": "EvictionAPI"}
         return {
-            "metadata": {"name": name, "namespace": ns, "creationTimestamp": iso(age)},
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "creationTimestamp": iso(age),
+                "annotations": {SIGNATURE_ANNOTATION: signature(b"k", ns, name, spec)},
+            },
+            "spec": spec,
             "status": {"outcome": outcome},
         }
 
     def doomed(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
         return {
             (r["metadata"]["name"], why)
-            for r, why in plan(records, NOW, ttl_seconds=500, max_per_namespace=2)
+            for r, why in plan(records, NOW, ttl_seconds=500, max_per_namespace=2, key=b"k")
         }
 
     records = [
@@ -331,6 +338,14 @@ def test_retention_plan() -> None:
     assert doomed(records) == {("old", "ttl"), ("a1", "max_per_namespace")}
     records[1]["status"]["outcome"] = "Pending"  # not settled yet: kept; the next oldest settled one goes
     assert doomed(records) == {("old", "ttl"), ("a2", "max_per_namespace")}
+    # Neither unsigned records nor the aggregate of missing Pods count toward the cap or make room,
+    # however many and however new: only the TTL removes them.
+    forged = [rec(f"forged-{i}", "a", 1 + i) for i in range(5)]
+    for record in forged:
+        record["metadata"]["annotations"][SIGNATURE_ANNOTATION] = "0" * 64
+    missing = rec("missing-pods-0123", "a", 2, outcome="PodGone", found=False)
+    assert doomed([*records, *forged, missing]) == {("old", "ttl"), ("a2", "max_per_namespace")}
+    assert ("missing-pods-0123", "ttl") in doomed([rec("missing-pods-0123", "a", 900, found=False)])
 
 
 def test_sink_filter_and_slack_escaping() -> None:

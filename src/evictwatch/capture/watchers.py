@@ -126,7 +126,6 @@ class Watchers:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - one Pod's trouble never stops the others
-            self.seen.forget(key)
             if namespace_is_going(error):
                 # Nothing can be written there any more, and the Pod goes with its namespace.
                 log.info(
@@ -138,16 +137,9 @@ class Watchers:
                 )
                 return
             if is_permanent(error):
-                telemetry.RECORDS_LOST.labels(str(sighting.source)).inc()
-                log.error(
-                    "LOST the %s disruption of %s/%s: the API server refuses its record: %s",
-                    sighting.source,
-                    pod.namespace,
-                    pod.name,
-                    error,
-                    extra=extra,
-                )
-                return
+                self._lost(sighting, error)
+                return  # kept in ``seen``: the same object would only be refused again
+            self.seen.forget(key)
             log.warning(
                 "could not record the %s disruption of %s/%s (%s); trying again in 1 s",
                 sighting.source,
@@ -168,3 +160,18 @@ class Watchers:
                 sighting.reason,
                 extra={**extra, "source": str(sighting.source), "record": result.name},
             )
+
+    def _lost(self, sighting: Sighting, error: BaseException) -> None:
+        """A record the API server will never take (it refused the object itself): counted, logged
+        with the object, and skipped, so that one bad object never holds up the watch behind it."""
+        pod = sighting.pod
+        telemetry.RECORDS_LOST.labels(str(sighting.source)).inc()
+        log.error(
+            "LOST the %s disruption of %s/%s (uid %s): the API server refused its record for good: %s",
+            sighting.source,
+            pod.namespace,
+            pod.name,
+            pod.uid or "unknown",
+            error,
+            extra={"namespace": pod.namespace, "pod": pod.name, "source": str(sighting.source)},
+        )

@@ -43,6 +43,7 @@ class Controller:
         events: bool = True,
     ) -> None:
         self.api = api
+        self.key = key
         self.settings = settings
         self.records = records
         self.pods = pods
@@ -85,7 +86,9 @@ class Controller:
         while True:
             try:
                 records = [record for _, record in self.records.items()]
-                await retention.enforce(self.api, records, policy.ttlSeconds, policy.maxPerNamespace)
+                await retention.enforce(
+                    self.api, records, policy.ttlSeconds, policy.maxPerNamespace, self.key
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - try again next round

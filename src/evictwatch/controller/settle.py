@@ -44,12 +44,12 @@ from ..records.cache import RecordCache
 from ..records.crd import GROUP, KIND, PLURAL, VERSION
 from ..records.signing import verify
 from ..sinks.base import Sink, wants
+from . import inflight
 from .context import ContextCaches
 
 log = logging.getLogger("evictwatch.controller")
 
 FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.FAILED}
-DONE_STATES = ("Delivered", "Failed", "Skipped")
 ROUND_SECONDS = 2.0
 """How long the settling write waits for slow sinks; they are written on their own after."""
 
@@ -121,7 +121,7 @@ class Settler:
         deliveries = status.get("deliveries") or {}
         return all(
             (deliveries.get(sink.name) or {}).get("outcome") == outcome
-            and (deliveries.get(sink.name) or {}).get("state") in DONE_STATES
+            and (deliveries.get(sink.name) or {}).get("state") in inflight.FINAL_STATES
             for sink in self.sinks
         )
 
@@ -152,7 +152,8 @@ class Settler:
             if isinstance(settled, Result):
                 return settled
             new_status = settled
-        new_status, wait = await self._deliver(key, record, new_status)
+        new_status, wait, record = await self._deliver(key, record, new_status)
+        status = dict(record.get("status") or {})
         if new_status != status:
             written = await self._write(record, new_status)
             if written is None:
@@ -273,11 +274,12 @@ class Settler:
 
     async def _deliver(
         self, key: Key, record: dict[str, Any], status: dict[str, Any]
-    ) -> tuple[dict[str, Any], list[float]]:
-        """Call the sinks that are due; the status with their results, and when to look again."""
+    ) -> tuple[dict[str, Any], list[float], dict[str, Any]]:
+        """Call the sinks that are due: the status with their results, when to look again, and
+        the record to write it on (a newer one after a Sending mark was written)."""
         outcome = status.get("outcome")
         if outcome not in FINAL:
-            return status, []
+            return status, [], record
         eviction = notice_from_record({**record, "status": status})
         deliveries: dict[str, Any] = dict(status.get("deliveries") or {})
         round_ = self._rounds.setdefault(key, _Round())
@@ -291,7 +293,14 @@ class Settler:
             state = deliveries.get(sink.name) or {}
             if sink.name in round_.running:
                 continue
-            if state.get("outcome") == outcome and state.get("state") in DONE_STATES:
+            if state.get("outcome") == outcome and state.get("state") in inflight.FINAL_STATES:
+                continue
+            if state.get("outcome") != outcome:
+                state = {}
+            interrupted = inflight.after_interruption(state, outcome, resend=inflight.deduplicates(sink))
+            if interrupted is not None:
+                deliveries[sink.name] = interrupted
+                inflight.warn_interrupted(sink.name, eviction)
                 continue
             if not wants(sink.filter, eviction):
                 deliveries[sink.name] = {"state": "Skipped", "outcome": outcome, "attempts": 0}
@@ -304,6 +313,16 @@ class Settler:
                     wait.append(remaining)
                     continue
             due.append(sink)
+            if inflight.marks_in_flight(sink):
+                deliveries[sink.name] = inflight.sending(state, outcome, _stamp(now))
+        if any(inflight.marks_in_flight(sink) for sink in due):
+            # A sink that cannot recognise a repeat (Slack) is marked Sending in the status before
+            # anything is sent (with the outcome, when settling): one write more, for those only.
+            written = await self._write(record, {**status, "deliveries": deliveries})
+            if written is None:
+                return status, [0.05], record
+            self.records.write_through(written)
+            record, status = written, dict(written.get("status") or {})
         for sink in due:
             previous = deliveries.get(sink.name) or {}
             tries = (int(previous.get("attempts") or 0) if previous.get("outcome") == outcome else 0) + 1
@@ -318,7 +337,7 @@ class Settler:
                 deliveries[sink.name] = made
         if not round_.entries and not round_.running:
             self._rounds.pop(key, None)
-        return {**status, "deliveries": deliveries}, wait
+        return {**status, "deliveries": deliveries}, wait, record
 
     async def _one(
         self,

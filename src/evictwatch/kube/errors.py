@@ -96,11 +96,14 @@ def status_code(error: BaseException) -> int | None:
     return None
 
 
-def is_permanent(error: BaseException) -> bool:
-    """A refusal that the same request will meet again: a 4xx other than 409 and 429.
+RETRYABLE_4XX = frozenset({401, 403, 404, 408, 409, 429})
+"""Client errors that say nothing about the object: credentials or RBAC (may be fixed), a CRD
+being re-installed or a namespace going (404), a timeout, a conflict, throttling."""
 
-    Such a write is given up (and counted as lost) rather than retried, so that one bad object
-    can never hold up the others behind it.
-    """
+
+def is_permanent(error: BaseException) -> bool:
+    """A write the API server refused for the object itself (400, 413, 422, ...): sending the same
+    object again can only be refused again, so the caller counts it lost and moves on rather than
+    retry (and, in a watch, replay it forever in front of every later event)."""
     code = status_code(error)
-    return code is not None and 400 <= code < 500 and code not in (401, 409, 429)
+    return code is not None and 400 <= code < 500 and code not in RETRYABLE_4XX

@@ -67,6 +67,23 @@ def blocking_budget(budgets: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
+def precondition_refusal(spec: Mapping[str, Any]) -> str:
+    """Why the API server refused the last attempt with 409, if its preconditions could not hold.
+
+    An Eviction may carry ``deleteOptions.preconditions.uid``; the webhook records the uid of the
+    Pod that really has the name. When the two differ the client was told 409 Conflict and the
+    Pod was never at risk: saying it is "still running" would blame a PDB or a slow kubelet.
+    """
+    wanted = ((spec.get("deleteOptions") or {}).get("preconditions") or {}).get("uid")
+    actual = (spec.get("pod") or {}).get("uid")
+    if not wanted or not actual or wanted == actual:
+        return ""
+    return (
+        f"the precondition failed: the eviction asked for Pod uid {wanted}, the Pod has uid {actual} "
+        "(the client was answered 409 Conflict)"
+    )
+
+
 def decide(
     spec: Mapping[str, Any],
     pod: Mapping[str, Any] | None,
@@ -100,6 +117,9 @@ def decide(
         return Decision(Outcome.BLOCKED, "the disruption did not happen: the Pod is still running")
     if waited < blocked_after:
         return Decision(None, recheck_after=max(blocked_after - waited, 0.05))
+    refused = precondition_refusal(spec)
+    if refused:
+        return Decision(Outcome.BLOCKED, refused)
     budget = blocking_budget(budgets)
     if budget:
         return Decision(Outcome.BLOCKED, f"PodDisruptionBudget {budget} allows no disruption")

@@ -8,6 +8,7 @@ that reuses the name (a StatefulSet's ``web-0``) gets a record of its own.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 from .types import EvictionAttempt, Requester, Source
 
 _MAX_NAME = 253
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NOT_NAME_CHARS = re.compile(r"[^a-z0-9.-]+")
+_DOT_RUNS = re.compile(r"[-.]*\.[-.]*")
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -46,10 +50,21 @@ def record_name(pod_name: str, pod_uid: str) -> str:
     """``<pod>.<8 hex of the uid's hash>``: stable per Pod, unique per Pod incarnation.
 
     A Pod that was not found has no uid; its attempts share the suffix of the empty uid,
-    so repeated tries at a missing Pod still merge.
+    so repeated tries at a missing Pod still merge. The result is always a valid object
+    name, whatever ``pod_name`` is: a long name is cut to fit and the cut never leaves a
+    ``-`` or ``.`` at its end (the API server refuses such a name with 422, and one Pod
+    whose record can never be written must not stop a watch). A name that is not a DNS
+    subdomain at all (an Event may name anything) is folded into one, and then the suffix
+    also hashes the original, so two such names do not share a record.
     """
-    suffix = hashlib.sha256(pod_uid.encode()).hexdigest()[:8]
-    return f"{pod_name[: _MAX_NAME - 9]}.{suffix}"
+    hashed = pod_uid
+    prefix = pod_name
+    if not _DNS_SUBDOMAIN.fullmatch(pod_name):
+        hashed = f"{pod_uid}\n{pod_name}"
+        prefix = _NOT_NAME_CHARS.sub("-", pod_name.lower())
+    prefix = _DOT_RUNS.sub(".", prefix[: _MAX_NAME - 9]).strip("-.") or "pod"
+    suffix = hashlib.sha256(hashed.encode()).hexdigest()[:8]
+    return f"{prefix}.{suffix}"
 
 
 def requester_to_json(requester: Requester) -> dict[str, Any]:
@@ -151,6 +166,8 @@ def merge_api_attempt(
     options = delete_options_to_json(attempt)
     if options:
         merged["deleteOptions"] = options
+    else:  # the options are the latest attempt's: an earlier one's preconditions no longer apply
+        merged.pop("deleteOptions", None)
     sources = [s for s in spec.get("sources") or [] if isinstance(s, str)]
     if str(Source.EVICTION_API) not in sources:
         sources.append(str(Source.EVICTION_API))
@@ -158,6 +175,38 @@ def merge_api_attempt(
     merged.setdefault("source", str(Source.EVICTION_API))
     if pod.exists and not (spec.get("pod") or {}).get("found", False):
         merged["pod"] = pod_to_json(pod)
+    return merged
+
+
+MISSING_PODS_KEPT = 20
+"""How many of the missing Pods' names an aggregated record lists (the latest, once each)."""
+
+
+def missing_pods_record_name(username: str) -> str:
+    """The one record per requester (and namespace) for evictions of Pods that do not exist.
+
+    Anyone allowed to create ``pods/eviction`` can name Pods that never existed: admission runs
+    before the API server looks the Pod up. One record each would let them flood the namespace's
+    records and the sinks. The name has no ``.<8 hex>`` end, so it never meets a Pod's record.
+    """
+    return f"missing-pods-{hashlib.sha256(username.encode()).hexdigest()[:16]}"
+
+
+def new_missing_pod_spec(attempt: EvictionAttempt, pod: PodInfo, now: str) -> dict[str, Any]:
+    """The aggregated record's spec after the first eviction of a missing Pod by this requester."""
+    spec = new_api_record_spec(attempt, pod, now)
+    spec["missingPods"] = [pod.name]
+    return spec
+
+
+def merge_missing_pod_attempt(
+    spec: Mapping[str, Any], attempt: EvictionAttempt, pod: PodInfo, now: str
+) -> dict[str, Any]:
+    """One more eviction of a missing Pod: the count goes up, the Pod named is the latest one."""
+    merged = merge_api_attempt(spec, attempt, pod, now)
+    merged["pod"] = pod_to_json(pod)
+    names = [n for n in spec.get("missingPods") or [] if isinstance(n, str) and n != pod.name]
+    merged["missingPods"] = [*names, pod.name][-MISSING_PODS_KEPT:]
     return merged
 
 

@@ -84,6 +84,15 @@ SPEC_SCHEMA = _obj(
         "reason": {"type": "string", "description": "the evicting component's reason"},
         "message": _STR,
         "pressure": _obj({"resource": _STR, "usage": _STR, "message": _STR}),
+        "missingPods": {
+            "type": "array",
+            "items": _STR,
+            "maxItems": 20,
+            "description": (
+                "an aggregated record of evictions of Pods that did not exist, one per requester: the "
+                "latest Pod names asked for (attempts counts them all)"
+            ),
+        },
     },
     required=["pod", "source"],
     **{"x-kubernetes-map-type": "atomic"},
@@ -113,7 +122,10 @@ STATUS_SCHEMA = _obj(
             "type": "object",
             "additionalProperties": _obj(
                 {
-                    "state": {"type": "string", "enum": ["Pending", "Delivered", "Failed", "Skipped"]},
+                    "state": {
+                        "type": "string",
+                        "enum": ["Pending", "Sending", "Delivered", "Failed", "Skipped", "Interrupted"],
+                    },
                     "attempts": {"type": "integer"},
                     "lastError": _STR,
                     "time": _TIME,

@@ -23,15 +23,18 @@ from ..model.record import (
     PodInfo,
     Sighting,
     merge_api_attempt,
+    merge_missing_pod_attempt,
     merge_sighting,
+    missing_pods_record_name,
     new_api_record_spec,
+    new_missing_pod_spec,
     new_sighting_spec,
     record_name,
 )
 from ..model.types import EvictionAttempt
 from .cache import RecordCache
 from .crd import API_VERSION, KIND
-from .signing import SIGNATURE_ANNOTATION, signature
+from .signing import SIGNATURE_ANNOTATION, signature, verify
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,9 @@ class RecordStore:
         """
         known = self._known.get(f"{namespace}/{name}")
         if known is None and self.records is not None:
-            known = self.records.spec(namespace, name)
+            cached = self.records.get(namespace, name) if self.records.live else None
+            if cached is not None and verify(self.key, cached):  # another replica's, not a forgery
+                known = dict(cached.get("spec") or {})
         if known is None:
             return None
         spec = change(known)
@@ -121,8 +126,8 @@ class RecordStore:
         self._remember(namespace, name, spec)
         return WriteResult(name, False, int(spec.get("attempts") or 0))
 
-    def _new(self, pod: PodInfo, spec: dict[str, Any]) -> dict[str, Any]:
-        name = record_name(pod.name, pod.uid)
+    def _new(self, pod: PodInfo, spec: dict[str, Any], name: str = "") -> dict[str, Any]:
+        name = name or record_name(pod.name, pod.uid)
         annotations = {SIGNATURE_ANNOTATION: signature(self.key, pod.namespace, name, spec)}
         metadata = {
             "name": name,
@@ -149,19 +154,24 @@ class RecordStore:
             return False
 
     async def record_api_attempt(self, attempt: EvictionAttempt, pod: PodInfo) -> WriteResult:
-        """Record one Eviction API attempt at ``pod`` (which may not exist)."""
+        """Record one Eviction API attempt at ``pod``; attempts at Pods that do not exist are
+        counted in one record per requester and namespace (see ``missing_pods_record_name``)."""
         now = utc_now()
-        body = self._new(pod, new_api_record_spec(attempt, pod, now))
+        if pod.exists:
+            body = self._new(pod, new_api_record_spec(attempt, pod, now))
+            merge = merge_api_attempt
+        else:
+            name = missing_pods_record_name(attempt.requester.username)
+            body = self._new(pod, new_missing_pod_spec(attempt, pod, now), name)
+            merge = merge_missing_pod_attempt
         name = body["metadata"]["name"]
-        patched = await self._patch_known(
-            pod.namespace, name, lambda spec: merge_api_attempt(spec, attempt, pod, now)
-        )
+        patched = await self._patch_known(pod.namespace, name, lambda spec: merge(spec, attempt, pod, now))
         if patched is not None:
             return patched
         if await self._create(body):
             self._remember(pod.namespace, name, body["spec"])
             return WriteResult(name, True, 1)
-        return await self._merge(pod.namespace, name, lambda spec: merge_api_attempt(spec, attempt, pod, now))
+        return await self._merge(body, lambda spec: merge(spec, attempt, pod, now))
 
     async def record_sighting(self, sighting: Sighting) -> WriteResult:
         """Fold a watcher's sighting into the Pod's record, creating it if needed; no-op if known."""
@@ -175,34 +185,74 @@ class RecordStore:
         if await self._create(body):
             self._remember(sighting.pod.namespace, name, body["spec"])
             return WriteResult(name, True, 0)
-        return await self._merge(sighting.pod.namespace, name, lambda spec: merge_sighting(spec, sighting))
+        return await self._merge(body, lambda spec: merge_sighting(spec, sighting))
 
     async def _merge(
-        self, namespace: str, name: str, change: Callable[[Mapping[str, Any]], dict[str, Any] | None]
+        self, fresh: dict[str, Any], change: Callable[[Mapping[str, Any]], dict[str, Any] | None]
     ) -> WriteResult:
+        """Fold ``change`` into the stored record, or replace it with ``fresh`` if it is not ours.
+
+        A stored record whose signature does not check out was written by someone else (anyone
+        allowed to create PodEvictions can pre-create ``<pod>.<hash>``). Merging into it would
+        sign their spec as ours and every sink would deliver it as fact, so it is replaced whole
+        by ``fresh``: a record built only from what this write saw.
+        """
+        namespace, name = fresh["metadata"]["namespace"], fresh["metadata"]["name"]
         for attempt in range(_MAX_MERGE_TRIES):
             try:
                 current = await self.api.request("GET", self._path(namespace, name))
             except NotFound:
                 raise RuntimeError(f"record {namespace}/{name} vanished while merging") from None
-            spec = change(current.get("spec") or {})
+            trusted = verify(self.key, current)
+            spec = change(current.get("spec") or {}) if trusted else fresh["spec"]
             if spec is None:
                 self._remember(namespace, name, current.get("spec") or {})
                 return WriteResult(name, False, int((current.get("spec") or {}).get("attempts") or 0), False)
-            current["spec"] = spec
-            current.pop("status", None)  # the main resource ignores it; do not send it back
-            annotations = current.setdefault("metadata", {}).setdefault("annotations", {})
-            annotations[SIGNATURE_ANNOTATION] = signature(self.key, namespace, name, spec)
+            body = _signed_body(current, spec, self.key) if trusted else _replacement(current, fresh)
             try:
                 await self.api.request(
                     "PUT",
                     self._path(namespace, name),
-                    current,
+                    body,
                     {"fieldManager": self.field_manager},
                 )
-                self._remember(namespace, name, spec)
-                return WriteResult(name, False, int(spec.get("attempts") or 0))
             except Conflict:
                 log.debug("merge conflict on %s/%s, try %d", namespace, name, attempt + 1)
                 await asyncio.sleep(0.005 * (attempt + 1))
+                continue
+            if not trusted:
+                _log_replaced(current)
+            self._remember(namespace, name, spec)
+            return WriteResult(name, not trusted, int(spec.get("attempts") or 0))
         raise RuntimeError(f"could not merge into {namespace}/{name} after {_MAX_MERGE_TRIES} tries")
+
+
+def _signed_body(current: dict[str, Any], spec: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The stored record with ``spec`` in place and signed (the status is not sent back)."""
+    metadata = current.setdefault("metadata", {})
+    body = {**current, "spec": spec}
+    body.pop("status", None)  # the main resource ignores it; do not send it back
+    annotations = metadata.setdefault("annotations", {})
+    annotations[SIGNATURE_ANNOTATION] = signature(key, metadata["namespace"], metadata["name"], spec)
+    return body
+
+
+def _replacement(current: Mapping[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """``fresh`` in place of a record we did not write: its labels, annotations, finalizers and
+    owner references go too; only the resourceVersion is kept (so a concurrent write conflicts)."""
+    metadata = dict(fresh["metadata"])
+    metadata["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion", "")
+    return {**fresh, "metadata": metadata}
+
+
+def _log_replaced(forged: Mapping[str, Any]) -> None:
+    metadata = forged.get("metadata") or {}
+    namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
+    pod = ((forged.get("spec") or {}).get("pod") or {}).get("name", "")
+    log.warning(
+        "replaced PodEviction %s/%s: its signature did not check out (written by someone other "
+        "than evictwatch); it now holds only what evictwatch saw",
+        namespace,
+        name,
+        extra={"namespace": namespace, "pod": str(pod), "record": name},
+    )

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 
@@ -54,6 +54,10 @@ class HttpSink(SinkBase):
     headers: dict[str, str] = field(default_factory=dict)
     client: aiohttp.ClientSession | None = None
     """The sinks' one session (a connection pool per receiver); a session of its own when None."""
+    deduplicates: ClassVar[bool] = True
+    """The Idempotency-Key lets the receiver drop a repeat: an interrupted send is sent again."""
+    marks_in_flight: ClassVar[bool] = False
+    """No ``Sending`` mark (see controller/inflight.py): a repeat is harmless, a status write is not free."""
 
     def body(self, eviction: Eviction) -> tuple[bytes, str]:
         return json.dumps(cloudevent(eviction), separators=(",", ":")).encode(), CLOUDEVENTS_CONTENT_TYPE

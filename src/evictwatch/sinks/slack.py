@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model.notice import Eviction
 from ..model.types import Outcome
@@ -45,5 +45,10 @@ def slack_message(eviction: Eviction) -> dict[str, Any]:
 
 @dataclass
 class SlackSink(HttpSink):
+    deduplicates: ClassVar[bool] = False
+    """A channel shows every message it gets: an interrupted send is not repeated."""
+    marks_in_flight: ClassVar[bool] = True
+    """Written as ``Sending`` before it leaves, so a crash mid-send is known (controller/inflight.py)."""
+
     def body(self, eviction: Eviction) -> tuple[bytes, str]:
         return json.dumps(slack_message(eviction)).encode(), "application/json"
