@@ -39,7 +39,7 @@ from . import context
 
 log = logging.getLogger("evictwatch.controller")
 
-FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.FAILED}
+FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.EVICTED_BY_KUBELET, Outcome.FAILED}
 PDB_CACHE_SECONDS = 1.0
 
 
@@ -53,6 +53,20 @@ def _now() -> datetime.datetime:
 
 def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def delivery_done(sink: Sink, state: dict[str, Any], outcome: object, attempts: int) -> bool:
+    """This sink needs nothing more for this outcome.
+
+    A sink that tells a running count (the Events sink: ``follows_attempts``) is due again
+    when the record's attempts grew since its last delivery, so that its Event says "x7"
+    when the drain tried seven times, not the two it had tried when it was first blocked.
+    """
+    if state.get("outcome") != outcome or state.get("state") not in ("Delivered", "Failed", "Skipped"):
+        return False
+    if getattr(sink, "follows_attempts", False) and state.get("state") == "Delivered":
+        return int(state.get("recordAttempts") or 0) >= attempts
+    return True
 
 
 @dataclass
@@ -105,10 +119,9 @@ class Settler:
         ):
             return False
         deliveries = status.get("deliveries") or {}
+        attempts = int((record.get("spec") or {}).get("attempts") or 0)
         return all(
-            (deliveries.get(sink.name) or {}).get("outcome") == outcome
-            and (deliveries.get(sink.name) or {}).get("state") in ("Delivered", "Failed", "Skipped")
-            for sink in self.sinks
+            delivery_done(sink, deliveries.get(sink.name) or {}, outcome, attempts) for sink in self.sinks
         )
 
     async def _status_call(self, record: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
@@ -239,9 +252,9 @@ class Settler:
         wait: list[float] = []
         for sink in self.sinks:
             state = deliveries.get(sink.name) or {}
-            if state.get("outcome") == outcome and state.get("state") in ("Delivered", "Failed", "Skipped"):
+            if delivery_done(sink, state, outcome, eviction.attempts):
                 continue
-            if state.get("outcome") != outcome:
+            if state.get("outcome") != outcome or state.get("state") != "Pending":
                 state = {}
             if not wants(sink.filter, eviction):
                 deliveries[sink.name] = {"state": "Skipped", "outcome": outcome, "attempts": 0}
@@ -282,8 +295,14 @@ class Settler:
             status = dict(record.get("status") or {})
             deliveries = dict(status.get("deliveries") or {})
             previous = deliveries.get(sink.name) or {}
-            tries = (int(previous.get("attempts") or 0) if previous.get("outcome") == outcome else 0) + 1
-            entry: dict[str, Any] = {"outcome": outcome, "attempts": tries, "time": _stamp(_now())}
+            retrying = previous.get("outcome") == outcome and previous.get("state") == "Pending"
+            tries = (int(previous.get("attempts") or 0) if retrying else 0) + 1
+            entry: dict[str, Any] = {
+                "outcome": outcome,
+                "attempts": tries,
+                "time": _stamp(_now()),
+                "recordAttempts": eviction.attempts,
+            }
             if error is None:
                 entry["state"] = "Delivered"
             else:

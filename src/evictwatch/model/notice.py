@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .types import Outcome, Source
+from .types import Outcome, Source, outcome_of
+from .why import describes_the_door
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Eviction:
     why: str = ""
     disruption_budgets: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    owner_uid: str = ""
+    """The top owner's uid (from ``status.owners``): Events about it must carry it to be seen."""
 
     @property
     def key(self) -> str:
@@ -80,14 +83,14 @@ def notice_from_record(record: Mapping[str, Any]) -> Eviction:
     why_text = " ".join(
         part for part in (why.get("component"), why.get("reason"), why.get("message")) if part
     )
-    if not why_text and spec.get("reason"):
+    if not why_text and spec.get("reason") and not describes_the_door(str(spec.get("reason"))):
         why_text = f"{spec.get('reason')}: {spec.get('message', '')}".strip(": ")
     return Eviction(
         namespace=str(metadata.get("namespace", "")),
         pod=str(pod.get("name", "")),
         record=str(metadata.get("name", "")),
         record_uid=str(metadata.get("uid", "")),
-        outcome=_enum(Outcome, status.get("outcome"), Outcome.PENDING),
+        outcome=outcome_of(status.get("outcome")),
         source=_enum(Source, spec.get("source"), Source.EVICTION_API),
         pod_uid=str(pod.get("uid", "")),
         node=str(pod.get("nodeName", "")),
@@ -105,4 +108,5 @@ def notice_from_record(record: Mapping[str, Any]) -> Eviction:
         why=why_text,
         disruption_budgets=tuple(str(b.get("name", "")) for b in status.get("disruptionBudgets") or []),
         sources=tuple(str(s) for s in spec.get("sources") or []),
+        owner_uid=str(top.get("uid", "")),
     )
