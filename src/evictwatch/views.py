@@ -9,7 +9,7 @@ from typing import Any
 from .model.outcome import parse_time
 from .model.selector import matches
 from .model.types import Outcome, outcome_of
-from .model.why import describes_the_door
+from .model.why import DOOR_ONLY_REASONS, describes_the_door
 from .report.window import WindowError
 from .report.window import parse_duration as _seconds
 
@@ -115,7 +115,8 @@ def why_text(record: Mapping[str, Any]) -> str:
     reason = str(spec.get("reason") or "")
     if reason and not describes_the_door(reason):
         return reason
-    return str(status.get("outcomeReason") or "")
+    outcome_reason = str(status.get("outcomeReason") or "")
+    return "" if any(door in outcome_reason for door in DOOR_ONLY_REASONS) else outcome_reason
 
 
 def row(record: Mapping[str, Any], now: datetime.datetime, wide: bool = False) -> list[str]:
