@@ -210,12 +210,13 @@ async def test_blocked_then_evicted_with_owner_chain_and_every_sink(
 
 
 async def owner_events(cluster: Cluster, uid: str) -> list[dict[str, Any]]:
-    """What kubectl describe lists for an object: its Events, selected by involvedObject.uid."""
+    """Ours among what kubectl describe lists for an object: Events selected by involvedObject.uid."""
     return [
         e.to_dict()
         async for e in cluster.client.list(
             Event, namespace=cluster.namespace, fields={"involvedObject.uid": uid}
         )
+        if e.source is not None and e.source.component == "evictwatch"
     ]
 
 
