@@ -113,10 +113,7 @@ def manifests(helm: Path | None = None) -> dict[str, str]:
     # The record-signing key is never generated into a file in the repository: the plain
     # manifests name a Secret that the installer creates (see deploy/README.md).
     values = {"certificates": {"mode": "cert-manager"}, "recordKey": {"existingSecret": RECORD_KEY_SECRET}}
-    # Rendered for a cluster that has cert-manager (the chart refuses cert-manager mode otherwise).
-    rendered = template(
-        CHART, RELEASE, NAMESPACE, values=values, helm=helm, api_versions=["cert-manager.io/v1"]
-    )
+    rendered = template(CHART, RELEASE, NAMESPACE, values=values, helm=helm)
     rendered = _HELM_ONLY_LABEL.sub("", rendered)
     source = f"deploy/helm/evictwatch (release {RELEASE}, namespace {NAMESPACE}, cert-manager certificates)"
     return {

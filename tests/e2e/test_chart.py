@@ -41,6 +41,7 @@ from evictwatch.capture import registration
 from evictwatch.config import parse_config
 from evictwatch.operator import Operator
 from evictwatch.records.crd import crd_manifest
+from evictwatch.records.install import ensure_crd
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing import pki
 from evictwatch.testing.cert_manager import CertManager, CertManagerProcesses, ensure_cert_manager
@@ -109,17 +110,8 @@ def render(
     release: str = "evictwatch",
     namespace: str = "evictwatch-system",
     include_crds: bool = False,
-    cert_manager_installed: bool = True,
 ) -> list[Doc]:
-    text = template(
-        CHART,
-        release,
-        namespace,
-        values=values,
-        include_crds=include_crds,
-        helm=helm,
-        api_versions=["cert-manager.io/v1"] if cert_manager_installed else [],
-    )
+    text = template(CHART, release, namespace, values=values, include_crds=include_crds, helm=helm)
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
@@ -498,18 +490,11 @@ def test_values_schema_accepts_every_config_the_operator_accepts(helm: Path) -> 
         },
     }
     parse_config(config)  # the operator takes it
-    rendered = yaml.safe_load(one(render(helm, {"config": config}), "ConfigMap")["data"]["config.yaml"])
+    (configmap,) = [
+        doc for doc in kinds(render(helm, {"config": config}), "ConfigMap") if "config.yaml" in doc["data"]
+    ]
+    rendered = yaml.safe_load(configmap["data"]["config.yaml"])
     assert rendered["sinks"]["slack"][0]["name"] == "ops"
-
-
-def test_cert_manager_mode_needs_cert_manager_in_the_cluster(helm: Path) -> None:
-    with pytest.raises(HelmError) as caught:
-        render(helm, cert_manager_installed=False)
-    message = str(caught.value)
-    assert "certificates.mode=cert-manager, but this cluster has no cert-manager" in message
-    assert "--set certificates.mode=self-signed" in message
-    self_signed = render(helm, {"certificates": {"mode": "self-signed"}}, cert_manager_installed=False)
-    assert kinds(self_signed, "Certificate") == []
 
 
 def operator_role(docs: list[Doc]) -> Doc:
@@ -824,8 +809,25 @@ async def test_real_cert_manager_issues_the_webhook_certificate_and_injects_its_
         await delete_cluster_scoped(kube, release)
 
 
+async def test_install_without_cert_manager_fails_at_once(helm: Path, control_plane: ControlPlane) -> None:
+    """On a cluster with no cert-manager, the default install stops with a line that says so."""
+    with ControlPlane(binaries=control_plane.binaries, audit_log=False) as bare:
+        args = ["install", "evictwatch", str(CHART), "--namespace", "evictwatch-system", "--create-namespace"]
+        refused = run_helm([*args, "--dry-run=server"], helm=helm, kubeconfig=bare.kubeconfig_path)
+        allowed = run_helm(
+            [*args, "--dry-run=server", "--set", "certificates.mode=self-signed"],
+            helm=helm,
+            kubeconfig=bare.kubeconfig_path,
+        )
+    assert refused.returncode != 0
+    assert "certificates.mode=cert-manager, but this cluster has no cert-manager" in refused.stderr
+    assert "--set certificates.mode=self-signed" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+
+
 async def test_app_teams_read_records_through_view(helm: Path, kube: AsyncClient, cluster: Cluster) -> None:
     """The read-only role reaches everyone bound to the built-in view role, and only reads."""
+    await ensure_crd(kube)
     release = unique("ew")
     (view,) = [
         doc

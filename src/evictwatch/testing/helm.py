@@ -158,18 +158,11 @@ def template(
     values: Mapping[str, Any] | None = None,
     include_crds: bool = False,
     helm: Path | None = None,
-    api_versions: Sequence[str] = (),
 ) -> str:
-    """``helm template``: the rendered manifests as one YAML stream (no cluster is contacted).
-
-    ``api_versions`` are the APIs the pretend cluster serves besides the built-in ones
-    (``.Capabilities.APIVersions``), e.g. ``cert-manager.io/v1``.
-    """
+    """``helm template``: the rendered manifests as one YAML stream (no cluster is contacted)."""
     args = ["template", release, str(chart), "--namespace", namespace]
     if include_crds:
         args.append("--include-crds")
-    for version in api_versions:
-        args += ["--api-versions", version]
     result = run_helm(args, values=values, helm=helm)
     if result.returncode != 0:
         raise HelmError(f"helm template {release} failed ({result.returncode}):\n{result.stderr}")
