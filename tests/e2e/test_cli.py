@@ -16,6 +16,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from evictwatch import views
 from evictwatch.operator import Operator
+from evictwatch.records.install import ensure_crd
 from evictwatch.testing.binaries import cache_dir
 from evictwatch.testing.cluster import Cluster, wait_for
 from evictwatch.testing.controlplane import ControlPlane, free_port
@@ -401,6 +402,7 @@ async def test_crd_not_installed_is_explained(control_plane: ControlPlane) -> No
 async def test_watch_gives_up_when_the_server_goes_and_exits_130_on_ctrl_c(
     cluster: Cluster, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
+    await ensure_crd(cluster.client)  # when this test runs alone, no operator has installed it
     host, port = control_plane.url.removeprefix("https://").rsplit(":", 1)
     proxy = await TcpProxy([(host, int(port))]).start()
     kubeconfig = point_at(
@@ -410,7 +412,7 @@ async def test_watch_gives_up_when_the_server_goes_and_exits_130_on_ctrl_c(
     await asyncio.sleep(4)  # listed, and watching through the proxy
     await proxy.stop()  # the server goes away mid-stream, and stays away
     code, out, err = await watching
-    assert out.split() == ["TIME", *views.COLUMNS]
+    assert out.split() == ["TIME", *views.COLUMNS], (code, out, err)
     assert code == 3 and "cannot reach the API server at https://127.0.0.1:" in one_line(err)
 
     process = await asyncio.create_subprocess_exec(
