@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
-import json
 import signal
 import sys
 from typing import Any
-from urllib.parse import quote
 
 import click
-import httpx2
-import yaml
-from lightkube import AsyncClient
 
-from . import views
 from .cli_report import report_command
+from .commands import about, records
+from .commands.connect import EXIT_CLUSTER, EXIT_CONFIG, resolve_or_exit, run_api
+from .commands.options import cluster_options
 from .config import ConfigError, load_config_file
-from .kube.api import JsonApi
-from .kube.client import KubeConfigError, error_message, status_code
-from .kube.listwatch import ListWatch
+from .kube.client import KubeConfigError
 from .logsetup import setup_logging
-from .model.types import Outcome, Source
 from .records.install import CrdMissing
-
-EXIT_CONFIG = 2
-EXIT_CLUSTER = 3
 
 
 def _fail(message: str, code: int) -> None:
@@ -38,7 +27,10 @@ def _fail(message: str, code: int) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evictwatch")
 def main() -> None:
-    """Capture every Pod eviction: who asked for it, why, and what came of it."""
+    """Capture every Pod eviction: who asked for it, why, and what came of it.
+
+    Shell completion: eval "$(evictwatch completion bash)" (or zsh, fish).
+    """
 
 
 @main.command()
@@ -113,173 +105,23 @@ def run(
         asyncio.run(serve())
     except ConfigError as error:
         _fail(str(error), EXIT_CONFIG)
-    except (KubeConfigError, CrdMissing) as error:
+    except KubeConfigError as error:
+        _fail(str(error), EXIT_CONFIG)
+    except CrdMissing as error:
         _fail(str(error), EXIT_CLUSTER)
     except (ImportError, SyntaxError) as error:
         _fail(f"cannot load handlers: {error}", EXIT_CONFIG)
 
 
-def _client(kubeconfig: str | None, namespace: str | None = None) -> AsyncClient:
-    from .kube.client import make_client
-
-    try:
-        return make_client(kubeconfig, namespace=namespace)
-    except KubeConfigError as error:
-        _fail(str(error), EXIT_CLUSTER)
-        raise
-
-
-def _api_failure(error: httpx2.HTTPStatusError, what: str) -> None:
-    """One clear line for the API errors a user can fix."""
-    code = status_code(error)
-    if code == 404:
-        _fail(
-            "the PodEviction CRD is not installed in this cluster: install the Helm chart, or run "
-            "'evictwatch run' once (it installs the CRD)",
-            EXIT_CLUSTER,
-        )
-    if code in (401, 403):
-        _fail(f"no permission to {what}: {error_message(error)}", EXIT_CLUSTER)
-    _fail(f"{what} failed: {error_message(error)}", EXIT_CLUSTER)
-
-
-async def _records(client: AsyncClient, namespace: str) -> list[dict[str, Any]]:
-    from .records.resource import PodEviction
-
-    return [item.to_dict() async for item in client.list(PodEviction, namespace=namespace)]
-
-
-kubeconfig_option = click.option(
-    "--kubeconfig", type=click.Path(dir_okay=False), help="Default: $KUBECONFIG."
-)
-
-
 @main.command()
-@click.option("-n", "--namespace", help="Only this namespace (default: the kubeconfig's).")
-@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
-@click.option("-o", "--output", type=click.Choice(["table", "wide", "json", "yaml"]), default="table")
-@click.option(
-    "--source", type=click.Choice([s.value for s in Source]), help="Only evictions seen through this door."
-)
-@click.option("--outcome", type=click.Choice([o.value for o in Outcome]), help="Only this outcome.")
-@click.option("--since", help="Only evictions active in this window: 30m, 12h, 7d.")
-@kubeconfig_option
-def get(
-    namespace: str | None,
-    all_namespaces: bool,
-    output: str,
-    source: str | None,
-    outcome: str | None,
-    since: str | None,
-    kubeconfig: str | None,
-) -> None:
-    """List recorded evictions (NAMESPACE POD NODE SOURCE REQUESTER OUTCOME ATTEMPTS AGE)."""
-    try:
-        window = views.parse_duration(since) if since else None
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--since") from None
-
-    async def fetch() -> list[dict[str, Any]]:
-        client = _client(kubeconfig)
-        try:
-            return await _records(client, "*" if all_namespaces else namespace or client.namespace)
-        except httpx2.HTTPStatusError as error:
-            _api_failure(error, "list podevictions.evictwatch.io")
-            raise
-        finally:
-            await client.close()
-
-    now = datetime.datetime.now(datetime.UTC)
-    chosen = views.select(asyncio.run(fetch()), source=source, outcome=outcome, since=window, now=now)
-    if output == "json":
-        click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "items": chosen}, indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": chosen}, sort_keys=False))
-    elif not chosen:
-        click.echo("No evictions found.", err=True)
-    else:
-        wide = output == "wide"
-        headers = views.COLUMNS + (views.WIDE if wide else ())
-        click.echo(views.table([views.row(r, now, wide) for r in chosen], headers))
-
-
-@main.command()
-@click.argument("target", metavar="NAMESPACE/POD")
-@kubeconfig_option
-def describe(target: str, kubeconfig: str | None) -> None:
-    """Show one Pod's eviction record in full: timeline, requester, owner, PDB, why, deliveries."""
-    namespace, sep, pod = target.rpartition("/")
-
-    async def fetch() -> list[dict[str, Any]]:
-        client = _client(kubeconfig)
-        try:
-            records = await _records(client, namespace if sep else client.namespace)
-        except httpx2.HTTPStatusError as error:
-            _api_failure(error, "read podevictions.evictwatch.io")
-            raise
-        finally:
-            await client.close()
-        return [r for r in records if (r.get("spec") or {}).get("pod", {}).get("name") == pod]
-
-    found = asyncio.run(fetch())
-    if not found:
-        _fail(f"no eviction recorded for Pod {target}", 1)
-    for index, record in enumerate(sorted(found, key=views.last_activity)):
-        if index:
-            click.echo("")
-        click.echo(views.describe(record))
-
-
-@main.command()
-@click.option("-n", "--namespace", help="Only this namespace (default: all).")
-@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
-@kubeconfig_option
-def watch(namespace: str | None, timeout: float | None, kubeconfig: str | None) -> None:
-    """Stream evictions as they are recorded and as they settle."""
-    from .records import crd
-
-    last: dict[str, tuple[str, int]] = {}
-
-    async def show(kind: str, record: dict[str, Any]) -> None:
-        if kind == "DELETED":
-            return
-        uid = str((record.get("metadata") or {}).get("uid", ""))
-        state = (
-            str((record.get("status") or {}).get("outcome") or "Pending"),
-            int((record.get("spec") or {}).get("attempts") or 0),
-        )
-        if last.get(uid) != state:
-            last[uid] = state
-            cells = views.row(record, datetime.datetime.now(datetime.UTC))
-            click.echo("   ".join(cells))
-
-    async def follow() -> None:
-        client = _client(kubeconfig)
-        api = JsonApi(client)
-        click.echo("   ".join(views.COLUMNS))
-        where = f"/namespaces/{quote(namespace, safe='')}" if namespace else ""
-        lw = ListWatch(api, f"/apis/{crd.GROUP}/{crd.VERSION}{where}/{crd.PLURAL}", show, "cli-watch")
-        try:
-            await asyncio.wait_for(lw.run(), timeout)
-        except TimeoutError:
-            pass
-        finally:
-            await api.close()
-            await client.close()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(follow())
-
-
-@main.command()
-@click.argument("pod")
-@click.option("-n", "--namespace", help="The Pod's namespace (default: the kubeconfig's).")
+@click.argument("pod", metavar="[NAMESPACE/]POD")
+@click.option("-n", "--namespace", help="The Pod's namespace (default: the context's).")
 @click.option("--dry-run", is_flag=True, help="Ask the server to check the eviction without doing it.")
 @click.option("--grace-period", type=int, default=None, help="deleteOptions.gracePeriodSeconds.")
 @click.option(
     "--policy-version", type=click.Choice(["v1", "v1beta1"]), default="v1", help="Eviction body version."
 )
-@kubeconfig_option
+@cluster_options
 def evict(
     pod: str,
     namespace: str | None,
@@ -287,32 +129,52 @@ def evict(
     grace_period: int | None,
     policy_version: str,
     kubeconfig: str | None,
+    context: str | None,
 ) -> None:
     """Evict a Pod through the Eviction API (as kubectl drain does), printing the server's answer.
 
-    Exit codes: 0 evicted (201), 4 refused by a PodDisruptionBudget (429), 1 any other refusal.
+    Exit codes: 0 evicted (201), 4 refused by a PodDisruptionBudget (429), 1 any other refusal
+    (no such Pod, a webhook said no), 2 configuration, 3 cluster unreachable or no permission.
     """
     from .kube.evict import evict_pod
 
+    scope, sep, name = pod.rpartition("/")
+    if sep and namespace and namespace != scope:
+        raise click.BadParameter(f"{pod} names namespace {scope}, but -n says {namespace}")
+    target = resolve_or_exit(kubeconfig, context)
+
     async def call() -> tuple[int, dict[str, Any], str]:
-        client = _client(kubeconfig)
+        client = target.client()
         try:
-            ns = namespace or client.namespace
+            ns = scope if sep else namespace or client.namespace
             code, body = await evict_pod(
-                client, ns, pod, policy_version=policy_version, dry_run=dry_run, grace_period=grace_period
+                client, ns, name, policy_version=policy_version, dry_run=dry_run, grace_period=grace_period
             )
             return code, body, ns
         finally:
             await client.close()
 
-    code, body, ns = asyncio.run(call())
+    code, body, ns = run_api(call, target, "evict pods")
     suffix = " (dry run)" if dry_run else ""
     if code in (200, 201):
-        click.echo(f"pod/{pod} evicted in {ns}{suffix}")
+        click.echo(f"pod/{name} evicted in {ns}{suffix}")
         return
     message = body.get("message") or body.get("raw") or ""
-    click.echo(f"error: eviction of pod/{pod} in {ns} refused ({code}): {message}", err=True)
+    if code in (401, 403):
+        _fail(
+            f"no permission to evict pod/{name} in {ns} on {target.where}: {message}; the eviction needs "
+            "'create' on pods/eviction",
+            EXIT_CLUSTER,
+        )
+    click.echo(f"error: eviction of pod/{name} in {ns} refused ({code}): {message}", err=True)
     sys.exit(4 if code == 429 else 1)
+
+
+main.add_command(records.get)
+main.add_command(records.describe)
+main.add_command(records.watch)
+main.add_command(about.version)
+main.add_command(about.completion)
 
 
 @main.command()

@@ -104,9 +104,15 @@ class SinkFilter(_Strict):
     sources: list[Literal["EvictionAPI", "Kubelet", "Preemption", "TaintManager", "PodGC"]] = Field(
         default_factory=list, description="empty means all"
     )
-    outcomes: list[Literal["Evicted", "Blocked", "PodGone", "Failed"]] = Field(
+    outcomes: list[Literal["Evicted", "Blocked", "PodGone", "EvictedByKubelet", "Failed"]] = Field(
         default_factory=list, description="empty means all"
     )
+
+    @field_validator("outcomes")
+    @classmethod
+    def _rename_failed(cls, value: list[str]) -> list[str]:
+        """``Failed`` is the old name of ``EvictedByKubelet``: a filter naming it keeps working."""
+        return ["EvictedByKubelet" if outcome == "Failed" else outcome for outcome in value]
 
 
 class _SinkBase(_Strict):

@@ -41,6 +41,7 @@ from evictwatch.capture import registration
 from evictwatch.config import parse_config
 from evictwatch.operator import Operator
 from evictwatch.records.crd import crd_manifest
+from evictwatch.records.install import ensure_crd
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing import pki
 from evictwatch.testing.cert_manager import CertManager, CertManagerProcesses, ensure_cert_manager
@@ -65,6 +66,8 @@ CLUSTER_ROLE_ALLOWED = {
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "events", "create"),
+    ("", "events", "get"),
+    ("", "events", "update"),
     ("", "events", "list"),
     ("", "events", "watch"),
     ("", "nodes", "get"),
@@ -175,6 +178,15 @@ def test_helm_lint_is_clean(helm: Path, mode: str) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"webhookk": {}}, "webhookk"),
         ({"config": {"logLevel": "TRACE"}}, "/config/logLevel"),
+        ({"config": {"webhok": {"timeoutSeconds": 5}}}, "webhok"),  # a typo fails the install
+        ({"config": {"webhook": {"timeoutSeconds": 99}}}, "/config/webhook/timeoutSeconds"),
+        ({"config": {"controller": {"workers": "many"}}}, "/config/controller/workers"),
+        ({"config": {"sinks": {"slack": [{"nmae": "ops"}]}}}, "/config/sinks/slack/0"),
+        (
+            {"config": {"sinks": {"log": {"filter": {"outcomes": ["Gone"]}}}}},
+            "/config/sinks/log/filter/outcomes/0",
+        ),
+        ({"rbac": {"aggregateToView": "yes"}}, "/rbac/aggregateToView"),
         ({"extraEnv": [{"value": "x"}]}, "/extraEnv/0"),
     ],
 )
@@ -466,9 +478,44 @@ def test_self_signed_mode_certificate_is_valid_for_the_service(helm: Path) -> No
     assert key.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
 
 
+def test_values_schema_accepts_every_config_the_operator_accepts(helm: Path) -> None:
+    config = {
+        "logFormat": "json",
+        "capture": {"namespaces": ["shop"], "podSelector": {"matchLabels": {"tier": "db"}}},
+        "webhook": {"timeoutSeconds": 10, "podCache": False},
+        "controller": {"blockedAfterSeconds": 45, "retention": {"ttlSeconds": 3600}},
+        "sinks": {
+            "slack": [{"name": "ops", "urlEnv": "SLACK_URL", "filter": {"outcomes": ["Blocked"]}}],
+            "events": {"onOwner": False},
+        },
+    }
+    parse_config(config)  # the operator takes it
+    (configmap,) = [
+        doc for doc in kinds(render(helm, {"config": config}), "ConfigMap") if "config.yaml" in doc["data"]
+    ]
+    rendered = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert rendered["sinks"]["slack"][0]["name"] == "ops"
+
+
+def operator_role(docs: list[Doc]) -> Doc:
+    (role,) = [doc for doc in kinds(docs, "ClusterRole") if not doc["metadata"]["name"].endswith("-view")]
+    return role
+
+
+def test_read_only_role_aggregates_to_view(helm: Path) -> None:
+    docs = render(helm, namespace="ops", release="ew")
+    (view,) = [doc for doc in kinds(docs, "ClusterRole") if doc["metadata"]["name"] == "ew-evictwatch-view"]
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert permissions(view["rules"]) == {
+        ("evictwatch.io", "podevictions", v) for v in ("get", "list", "watch")
+    }
+    off = render(helm, {"rbac": {"aggregateToView": False}})
+    assert [doc["metadata"]["name"] for doc in kinds(off, "ClusterRole")] == ["evictwatch"]
+
+
 def test_rbac_is_exactly_the_allow_list(helm: Path) -> None:
     docs = render(helm, namespace="ops", release="ew")
-    assert permissions(one(docs, "ClusterRole")["rules"]) == CLUSTER_ROLE_ALLOWED
+    assert permissions(operator_role(docs)["rules"]) == CLUSTER_ROLE_ALLOWED
     role = one(docs, "Role")
     assert role["metadata"]["namespace"] == "ops"
     assert permissions(role["rules"]) == ROLE_ALLOWED
@@ -480,7 +527,9 @@ def test_rbac_is_exactly_the_allow_list(helm: Path) -> None:
         assert bound["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": role_kind,
-            "name": one(docs, role_kind)["metadata"]["name"],
+            "name": (operator_role(docs) if role_kind == "ClusterRole" else one(docs, role_kind))["metadata"][
+                "name"
+            ],
         }
     assert ("", "pods/eviction", "create") not in CLUSTER_ROLE_ALLOWED  # it never evicts
     assert not any(resource == "secrets" for _, resource, _ in CLUSTER_ROLE_ALLOWED | ROLE_ALLOWED)
@@ -605,6 +654,8 @@ async def delete_cluster_scoped(kube: AsyncClient, name: str) -> None:
     for resource in (ValidatingWebhookConfiguration, ClusterRoleBinding, ClusterRole):
         with contextlib.suppress(ApiError):
             await kube.delete(resource, name)
+    with contextlib.suppress(ApiError):
+        await kube.delete(ClusterRole, f"{name}-view")
 
 
 async def test_cert_manager_render_is_accepted_by_the_api_server(
@@ -756,6 +807,58 @@ async def test_real_cert_manager_issues_the_webhook_certificate_and_injects_its_
                 await operator.client.close()
     finally:
         await delete_cluster_scoped(kube, release)
+
+
+async def test_install_without_cert_manager_fails_at_once(helm: Path, control_plane: ControlPlane) -> None:
+    """On a cluster with no cert-manager, the default install stops with a line that says so."""
+    with ControlPlane(binaries=control_plane.binaries, audit_log=False) as bare:
+        args = ["install", "evictwatch", str(CHART), "--namespace", "evictwatch-system", "--create-namespace"]
+        refused = run_helm([*args, "--dry-run=server"], helm=helm, kubeconfig=bare.kubeconfig_path)
+        allowed = run_helm(
+            [*args, "--dry-run=server", "--set", "certificates.mode=self-signed"],
+            helm=helm,
+            kubeconfig=bare.kubeconfig_path,
+        )
+    assert refused.returncode != 0
+    assert "certificates.mode=cert-manager, but this cluster has no cert-manager" in refused.stderr
+    assert "--set certificates.mode=self-signed" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+
+
+async def test_app_teams_read_records_through_view(helm: Path, kube: AsyncClient, cluster: Cluster) -> None:
+    """The read-only role reaches everyone bound to the built-in view role, and only reads."""
+    await ensure_crd(kube)
+    release = unique("ew")
+    (view,) = [
+        doc
+        for doc in kinds(render(helm, release=release), "ClusterRole")
+        if doc["metadata"]["name"].endswith("-view")
+    ]
+    await apply_all(kube, [view], dry_run=False)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "app-team-view", "namespace": cluster.namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "app-team"}],
+    }
+    await apply_all(kube, [binding], dry_run=False)
+    path = f"/apis/evictwatch.io/v1alpha1/namespaces/{cluster.namespace}/podevictions"
+    try:
+        async with cluster.http(impersonate="app-team") as http:
+
+            async def readable() -> bool:
+                return (await http.get(path)).status_code == 200
+
+            # kube-controller-manager's aggregation controller copies the rules into view.
+            await wait_for(readable, timeout=30, what="view to include PodEvictions")
+            assert (await http.get("/apis/evictwatch.io/v1alpha1/podevictions")).status_code == 403
+            record = {"apiVersion": "evictwatch.io/v1alpha1", "kind": "PodEviction"}
+            created = await http.post(path, json=record)
+            assert created.status_code == 403  # read-only
+    finally:
+        with contextlib.suppress(ApiError):
+            await kube.delete(ClusterRole, view["metadata"]["name"])
 
 
 async def test_self_signed_chart_installs_and_its_rbac_serves_the_webhook(

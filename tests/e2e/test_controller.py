@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Event
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from prometheus_client.parser import text_string_to_metric_families
@@ -191,13 +192,8 @@ async def test_blocked_then_evicted_with_owner_chain_and_every_sink(
         async for e in cluster.client.list(Event, namespace=cluster.namespace)
         if e.source is not None and e.source.component == "evictwatch"
     ]
-    seen = {(e["involvedObject"]["kind"], e["reason"]) for e in events}
-    assert seen == {
-        ("Pod", "EvictionBlocked"),
-        ("Deployment", "EvictionBlocked"),
-        ("Pod", "Evicted"),
-        ("Deployment", "Evicted"),
-    }
+    seen = {(e["involvedObject"]["kind"], e["reason"], e["count"]) for e in events}
+    assert seen == {("Pod", "Evicted", 2), ("Deployment", "Evicted", 2)}  # one Event each, moved on
 
     # Metrics, scraped and parsed as Prometheus does.
     async with httpx2.AsyncClient() as http:
@@ -211,6 +207,67 @@ async def test_blocked_then_evicted_with_owner_chain_and_every_sink(
     assert samples[(cluster.namespace, "Blocked")] == 1
     assert samples[(cluster.namespace, "Evicted")] == 1
     assert "evictwatch_webhook_handling_seconds" in families
+
+
+async def owner_events(cluster: Cluster, uid: str) -> list[dict[str, Any]]:
+    """Ours among what kubectl describe lists for an object: Events selected by involvedObject.uid."""
+    return [
+        e.to_dict()
+        async for e in cluster.client.list(
+            Event, namespace=cluster.namespace, fields={"involvedObject.uid": uid}
+        )
+        if e.source is not None and e.source.component == "evictwatch"
+    ]
+
+
+async def test_owner_events_carry_the_uid_and_follow_the_story(cluster: Cluster, start: Start) -> None:
+    await start({"sinks": {"http": [], "slack": []}})
+    node = await cluster.create_node()
+    pods = await cluster.create_deployment("cart", {"app": "cart"}, replicas=2)
+    for pod in pods:
+        await cluster.bind(pod, node)
+        await cluster.mark_ready(pod)
+    deployment = await cluster.client.get(Deployment, "cart", namespace=cluster.namespace)
+    assert deployment.metadata is not None and deployment.metadata.uid
+    uid = deployment.metadata.uid
+    await cluster.create_pdb("cart", {"app": "cart"}, min_available=2)
+    victim = pods[0]
+
+    async def told(reason: str, count: int) -> list[dict[str, Any]]:
+        async def probe() -> list[dict[str, Any]] | None:
+            found = await owner_events(cluster, uid)
+            return found if [(e["reason"], e["count"]) for e in found] == [(reason, count)] else None
+
+        return await wait_for(probe, timeout=30, what=f"the Deployment's Event: {reason} x{count}")
+
+    for _ in range(2):
+        assert (await cluster.evict(victim)).status == 429
+    first = (await told("EvictionBlocked", 2))[0]
+    assert first["involvedObject"]["kind"] == "Deployment" and first["involvedObject"]["name"] == "cart"
+    assert "blocked after 2 attempts" in first["message"]
+
+    # The drain keeps trying: the same Event counts on and says so.
+    assert (await cluster.evict(victim)).status == 429
+    again = (await told("EvictionBlocked", 3))[0]
+    assert again["metadata"]["name"] == first["metadata"]["name"]
+    assert (
+        "blocked after 3 attempts" in again["message"] and again["firstTimestamp"] == first["firstTimestamp"]
+    )
+
+    # The budget goes, the next try succeeds: the Event tells that now.
+    await cluster.client.delete(PodDisruptionBudget, "cart", namespace=cluster.namespace)
+    assert (await cluster.evict(victim)).status == 201
+    final = (await told("Evicted", 4))[0]
+    assert final["metadata"]["name"] == first["metadata"]["name"] and final["type"] == "Normal"
+    assert "evicted by admin" in final["message"] and "after 4 attempts" in final["message"]
+    pod_events = [
+        e.to_dict()
+        async for e in cluster.client.list(
+            Event, namespace=cluster.namespace, fields={"involvedObject.name": victim}
+        )
+        if e.source is not None and e.source.component == "evictwatch"
+    ]
+    assert [(e["reason"], e["count"]) for e in pod_events] == [("Evicted", 4)]
 
 
 async def test_missing_pod_settles_as_pod_gone(cluster: Cluster, start: Start) -> None:

@@ -511,7 +511,7 @@ async def scenario(
             {"status": {"phase": "Failed", "reason": "Evicted", "message": pressure}},
             namespace=namespace,
         )
-        expected["hungry"] = "Failed"
+        expected["hungry"] = "EvictedByKubelet"
         evented = await cluster.create_pod("evented", node=node, ready=True)
         assert evented.metadata is not None
         event = {
@@ -531,7 +531,7 @@ async def scenario(
             "count": 1,
         }
         await kube.create(codecs.from_dict(event))
-        expected["evented"] = "Failed"
+        expected["evented"] = "EvictedByKubelet"
         assert len(expected) == 7  # = retention.maxPerNamespace: nothing is removed yet
 
         delivered_to = ("metrics", "log", "events", "http:audit", "slack:ops", "handler:remember")

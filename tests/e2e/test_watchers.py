@@ -104,12 +104,25 @@ async def test_kubelet_node_pressure_eviction(cluster: Cluster, start: Start) ->
             ],
         },
     )
-    record = await record_for(cluster.client, cluster.namespace, "hungry", "Failed")
+    record = await record_for(cluster.client, cluster.namespace, "hungry", "EvictedByKubelet")
     spec = record["spec"]
     assert spec["source"] == "Kubelet"
     assert spec["reason"] == "Evicted"
     assert spec["pressure"]["resource"] == "memory"
     assert "app=180Mi" in spec["pressure"]["usage"]
+    kubelet = {"username": f"system:node:{node}", "groups": ["system:nodes"], "component": "kubelet"}
+    assert spec["requester"] == kubelet and spec["requesters"] == [kubelet]
+
+    # Later a drain evicts what is left of the Pod: the kubelet stays the one who evicted it.
+    assert (await cluster.evict("hungry")).status == 201
+
+    async def drained() -> dict[str, Any] | None:
+        found = await record_for(cluster.client, cluster.namespace, "hungry")
+        return found if found["spec"].get("attempts") == 1 else None
+
+    after = (await wait_for(drained, timeout=30, what="the drain's attempt merged"))["spec"]
+    assert after["requester"] == kubelet
+    assert [r["username"] for r in after["requesters"]] == [f"system:node:{node}", "admin"]
     assert spec["pod"]["nodeName"] == node
     assert spec["attempts"] == 0
 
@@ -247,12 +260,12 @@ async def test_restart_between_events_makes_no_duplicates(cluster: Cluster, star
     node = await cluster.create_node()
     await cluster.create_pod("before", node=node, ready=True)
     await patch_status(cluster, "before", {"phase": "Failed", "reason": "Evicted", "message": PRESSURE})
-    before = await record_for(cluster.client, cluster.namespace, "before", "Failed")
+    before = await record_for(cluster.client, cluster.namespace, "before", "EvictedByKubelet")
     await first.stop()
     await cluster.create_pod("after", node=node, ready=True)
     await patch_status(cluster, "after", {"phase": "Failed", "reason": "Evicted", "message": PRESSURE})
     await start()  # re-lists everything: "before" again, and "after" for the first time
-    await record_for(cluster.client, cluster.namespace, "after", "Failed")
+    await record_for(cluster.client, cluster.namespace, "after", "EvictedByKubelet")
     found = await records(cluster.client, cluster.namespace)
     assert sorted(r["spec"]["pod"]["name"] for r in found) == ["after", "before"]
     again = next(r for r in found if r["spec"]["pod"]["name"] == "before")

@@ -16,7 +16,15 @@ from evictwatch.model.admission import ReviewError, decode_eviction, parse_revie
 from evictwatch.model.notice import notice_from_record
 from evictwatch.model.outcome import decide
 from evictwatch.model.podfacts import parse_pressure, sighting_from_pod
-from evictwatch.model.record import PodInfo, Sighting, merge_api_attempt, merge_sighting, record_name
+from evictwatch.model.record import (
+    PodInfo,
+    Sighting,
+    merge_api_attempt,
+    merge_sighting,
+    new_api_record_spec,
+    new_sighting_spec,
+    record_name,
+)
 from evictwatch.model.requester import build_requester, parse_service_account, recognise_component
 from evictwatch.model.selector import matches
 from evictwatch.model.types import Component, EvictionAttempt, Outcome, Requester, ServiceAccountRef, Source
@@ -169,7 +177,7 @@ def test_outcomes() -> None:
         "sources": ["Kubelet"],
         "reason": "Evicted",
     }
-    assert decide(kubelet, live(), [], NOW, 30).outcome is Outcome.FAILED
+    assert decide(kubelet, live(), [], NOW, 30).outcome is Outcome.EVICTED_BY_KUBELET
     stale = {
         "pod": {"name": "p", "uid": "u1"},
         "source": "Preemption",
@@ -279,6 +287,35 @@ def test_record_names_and_merges() -> None:
     assert merge_sighting(once, sighting) is None  # idempotent: nothing new, no write
 
 
+def test_the_first_doors_requester_stays_and_every_requester_is_kept() -> None:
+    pod = PodInfo("p", "n", "u1", node_name="node-7")
+    pressure = Sighting(pod, Source.KUBELET, "t0", reason="Evicted", message="low on memory")
+    spec = new_sighting_spec(pressure)
+    kubelet = {"username": "system:node:node-7", "groups": ["system:nodes"], "component": "kubelet"}
+    assert spec["requester"] == kubelet and spec["requesters"] == [kubelet]
+    drain = EvictionAttempt(
+        "n", "p", Requester("admin", field_manager="kubectl", component=Component.KUBECTL)
+    )
+    after = merge_api_attempt(spec, drain, pod, "t1")
+    assert after["requester"] == kubelet  # a later drain never rewrites who evicted the Pod
+    assert [r["username"] for r in after["requesters"]] == ["system:node:node-7", "admin"]
+    again = merge_api_attempt(after, drain, pod, "t2")
+    assert again["requesters"] == after["requesters"] and again["attempts"] == 2  # a retry adds no one
+    autoscaler = EvictionAttempt("n", "p", Requester("system:serviceaccount:kube-system:cluster-autoscaler"))
+    third = merge_api_attempt(again, autoscaler, pod, "t3")
+    assert [r["username"] for r in third["requesters"]][-1].endswith("cluster-autoscaler")
+    assert merge_sighting(third, pressure) is None  # the kubelet is known already: nothing to write
+    # A drain first, the kubelet later: the drain stays first, the kubelet is added.
+    first = new_api_record_spec(drain, pod, "t0")
+    both = merge_sighting(first, pressure)
+    assert both is not None and both["requester"]["username"] == "admin"
+    assert [r["component"] for r in both["requesters"]] == ["kubectl", "kubelet"]
+    # A record written before the list existed starts it from its requester.
+    old = {"requester": {"username": "admin"}, "attempts": 1, "sources": ["EvictionAPI"]}
+    upgraded = merge_api_attempt(old, autoscaler, pod, "t4")
+    assert upgraded["requesters"][0]["username"] == "admin" and len(upgraded["requesters"]) == 2
+
+
 def test_selector() -> None:
     labels = {"app": "web", "tier": "front"}
     assert matches(None, labels) and matches({}, labels)
@@ -362,7 +399,9 @@ def test_sink_filter_and_slack_escaping() -> None:
     assert not wants(SinkFilter.model_validate({"podSelector": {"matchLabels": {"tier": "web"}}}), eviction)
     text = slack_message(eviction)["blocks"][0]["text"]["text"]
     assert "&lt;b&gt;x&lt;/b&gt;" in text and "<b>" not in text
-    assert eviction.idempotency_key == "ru:Failed"
+    assert eviction.outcome is Outcome.EVICTED_BY_KUBELET  # "Failed" is read by its new name
+    assert eviction.idempotency_key == "ru:EvictedByKubelet"
+    assert SinkFilter(outcomes=["Failed"]).outcomes == ["EvictedByKubelet"]
 
 
 def test_config_errors_name_the_field() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.metadata
 from typing import Any
 from urllib.parse import quote
 
@@ -46,7 +47,11 @@ def webhook_configuration(settings: WebhookConfig, client_config: dict[str, Any]
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {
             "name": settings.configurationName,
-            "labels": {"app.kubernetes.io/managed-by": "evictwatch"},
+            # The version lets 'evictwatch version' tell which operator is registered.
+            "labels": {
+                "app.kubernetes.io/managed-by": "evictwatch",
+                "app.kubernetes.io/version": importlib.metadata.version("evictwatch"),
+            },
         },
         "webhooks": [webhook],
     }

@@ -14,13 +14,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote
 
 from .. import telemetry
 from ..kube.api import JsonApi
 from ..kube.errors import NotFound
 from ..model.outcome import parse_time
-from ..records.crd import GROUP, PLURAL, VERSION
+from ..model.podeviction import record_path
 from ..records.signing import verify
 
 log = logging.getLogger("evictwatch.retention")
@@ -77,9 +76,8 @@ async def enforce(
     now = datetime.datetime.now(datetime.UTC)
     for record, reason in plan(list(records), now, ttl_seconds, max_per_namespace, key):
         metadata = record["metadata"]
-        namespace, name = quote(metadata["namespace"], safe=""), quote(metadata["name"], safe="")
         try:
-            await api.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}")
+            await api.request("DELETE", record_path(metadata["namespace"], metadata["name"]))
         except NotFound:
             continue
         deleted += 1

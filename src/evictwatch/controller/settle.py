@@ -38,10 +38,11 @@ from ..kube.errors import Conflict, NotFound
 from ..kube.informer import count_fallback
 from ..model.notice import Eviction, notice_from_record
 from ..model.outcome import decide, parse_time
+from ..model.podeviction import record_path
 from ..model.types import Outcome, Source
 from ..model.why import pick_why
 from ..records.cache import RecordCache
-from ..records.crd import GROUP, KIND, PLURAL, VERSION
+from ..records.crd import GROUP, KIND, VERSION
 from ..records.signing import verify
 from ..sinks.base import Sink, wants
 from . import inflight
@@ -49,7 +50,7 @@ from .context import ContextCaches
 
 log = logging.getLogger("evictwatch.controller")
 
-FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.FAILED}
+FINAL = {Outcome.EVICTED, Outcome.BLOCKED, Outcome.POD_GONE, Outcome.EVICTED_BY_KUBELET, Outcome.FAILED}
 ROUND_SECONDS = 2.0
 """How long the settling write waits for slow sinks; they are written on their own after."""
 
@@ -64,8 +65,18 @@ def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def record_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}/{quote(name, safe='')}"
+def delivery_done(sink: Sink, state: dict[str, Any], outcome: object, attempts: int) -> bool:
+    """This sink needs nothing more for this outcome.
+
+    A sink that tells a running count (the Events sink: ``follows_attempts``) is due again
+    when the record's attempts grew since its last delivery, so that its Event says "x7"
+    when the drain tried seven times, not the two it had tried when it was first blocked.
+    """
+    if state.get("outcome") != outcome or state.get("state") not in inflight.FINAL_STATES:
+        return False
+    if getattr(sink, "follows_attempts", False) and state.get("state") == "Delivered":
+        return int(state.get("recordAttempts") or 0) >= attempts
+    return True
 
 
 @dataclass
@@ -119,10 +130,9 @@ class Settler:
         ):
             return False
         deliveries = status.get("deliveries") or {}
+        attempts = int((record.get("spec") or {}).get("attempts") or 0)
         return all(
-            (deliveries.get(sink.name) or {}).get("outcome") == outcome
-            and (deliveries.get(sink.name) or {}).get("state") in inflight.FINAL_STATES
-            for sink in self.sinks
+            delivery_done(sink, deliveries.get(sink.name) or {}, outcome, attempts) for sink in self.sinks
         )
 
     async def reconcile(self, namespace: str, name: str) -> Result:
@@ -293,9 +303,9 @@ class Settler:
             state = deliveries.get(sink.name) or {}
             if sink.name in round_.running:
                 continue
-            if state.get("outcome") == outcome and state.get("state") in inflight.FINAL_STATES:
+            if delivery_done(sink, state, outcome, eviction.attempts):
                 continue
-            if state.get("outcome") != outcome:
+            if state.get("outcome") != outcome or state.get("state") != "Pending":
                 state = {}
             interrupted = inflight.after_interruption(state, outcome, resend=inflight.deduplicates(sink))
             if interrupted is not None:
@@ -325,7 +335,8 @@ class Settler:
             record, status = written, dict(written.get("status") or {})
         for sink in due:
             previous = deliveries.get(sink.name) or {}
-            tries = (int(previous.get("attempts") or 0) if previous.get("outcome") == outcome else 0) + 1
+            retrying = previous.get("outcome") == outcome and previous.get("state") in ("Pending", "Sending")
+            tries = (int(previous.get("attempts") or 0) if retrying else 0) + 1
             task = asyncio.create_task(self._one(key, round_, sink, eviction, str(outcome), tries, wait))
             round_.running[sink.name] = task
         if round_.running:
@@ -354,7 +365,12 @@ class Settler:
             error = await self._call(sink, eviction)
         finally:
             round_.running.pop(sink.name, None)
-        entry: dict[str, Any] = {"outcome": outcome, "attempts": tries, "time": _stamp(_now())}
+        entry: dict[str, Any] = {
+            "outcome": outcome,
+            "attempts": tries,
+            "time": _stamp(_now()),
+            "recordAttempts": eviction.attempts,
+        }
         if error is None:
             entry["state"] = "Delivered"
             telemetry.SINK_DELIVERIES.labels(sink.name).inc()

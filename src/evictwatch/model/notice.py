@@ -8,6 +8,7 @@ from typing import Any
 
 from .podeviction import PodEviction
 from .types import Outcome, Requester, Source
+from .why import describes_the_door
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Eviction:
     why: str = ""
     disruption_budgets: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    owner_uid: str = ""
+    """The top owner's uid (from ``status.owners``): Events about it must carry it to be seen."""
 
     @property
     def key(self) -> str:
@@ -72,7 +75,7 @@ def notice_from_podeviction(record: PodEviction) -> Eviction:
     account = requester.service_account
     top = record.top_owner
     why_text = status.why.text if status.why is not None else ""
-    if not why_text and spec.reason:
+    if not why_text and spec.reason and not describes_the_door(spec.reason):
         why_text = f"{spec.reason}: {spec.message}".strip(": ")
     return Eviction(
         namespace=record.metadata.namespace,
@@ -97,4 +100,5 @@ def notice_from_podeviction(record: PodEviction) -> Eviction:
         why=why_text,
         disruption_budgets=tuple(b.name for b in status.disruption_budgets),
         sources=spec.sources,
+        owner_uid=top.uid if top is not None else "",
     )

@@ -3,7 +3,8 @@
 The webhook sees an *attempt*: the API server calls it before it looks the Pod up or checks
 PodDisruptionBudgets. So the outcome is decided afterwards, from evidence:
 
-* ``Failed``: the kubelet evicted the Pod (node pressure): the Pod is Failed/Evicted.
+* ``EvictedByKubelet``: the kubelet evicted the Pod (node pressure): the Pod is Failed/Evicted.
+  (Called ``Failed`` before; old records keep that value and are read as this one.)
 * ``PodGone``: there was no Pod when the attempt came.
 * ``Evicted``: the Pod (same UID) has a deletionTimestamp or a ``DisruptionTarget``
   condition, or is gone (or replaced by another UID) since the attempt.
@@ -95,7 +96,7 @@ def decide(
     record_pod = spec.get("pod") or {}
     sources = set(spec.get("sources") or [spec.get("source")])
     if Source.KUBELET in sources and spec.get("reason") == "Evicted":
-        return Decision(Outcome.FAILED, "the kubelet evicted the Pod under node pressure")
+        return Decision(Outcome.EVICTED_BY_KUBELET, "the kubelet evicted the Pod under node pressure")
     if record_pod.get("found") is False and spec.get("source") == Source.EVICTION_API:
         return Decision(Outcome.POD_GONE, "no such Pod when the eviction was attempted")
     uid = record_pod.get("uid")

@@ -31,10 +31,13 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 
 def record_path(namespace: str, name: str = "") -> str:
-    """The API path of the records in ``namespace``, or of the record ``name`` in it.
+    """The API path of the records in ``namespace`` (every namespace when it is empty), or of the
+    record ``name`` in it.
 
     Both are quoted: a Pod name reaches us before the API server validates it.
     """
+    if not namespace:
+        return f"/apis/{GROUP}/{VERSION}/{PLURAL}"
     base = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
     return f"{base}/{quote(name, safe='')}" if name else base
 

@@ -23,7 +23,7 @@ from .podeviction import (
     Why,
 )
 from .record import OwnerRef, PodInfo, pod_to_json, requester_to_json
-from .types import Component, DeleteOptions, Outcome, Requester, ServiceAccountRef, Source
+from .types import Component, DeleteOptions, Requester, ServiceAccountRef, Source, outcome_of
 
 # ---- reading JSON defensively ----------------------------------------------------------------
 
@@ -157,7 +157,7 @@ def _status(value: Any) -> Status:
     node = _map(data.get("node"))
     unschedulable = node.get("unschedulable")
     return Status(
-        outcome=_enum(Outcome, data.get("outcome"), Outcome.PENDING),
+        outcome=outcome_of(data.get("outcome")),
         outcome_time=_str(data.get("outcomeTime")),
         outcome_reason=_str(data.get("outcomeReason")),
         why=Why(*(_str(why.get(k)) for k in ("component", "reason", "message", "eventTime")))

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .types import EvictionAttempt, Requester, Source
+from .types import Component, EvictionAttempt, Requester, Source
 
 _MAX_NAME = 253
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NOT_NAME_CHARS = re.compile(r"[^a-z0-9.-]+")
 _DOT_RUNS = re.compile(r"[-.]*\.[-.]*")
+_MAX_REQUESTERS = 16
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -129,13 +130,49 @@ def delete_options_to_json(attempt: EvictionAttempt) -> dict[str, Any]:
     return data
 
 
+def with_requester(spec: Mapping[str, Any], requester: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec with one more requester, in order of appearance; the first one never changes.
+
+    ``spec.requester`` is whoever came through the first door (the kubelet that evicted the
+    Pod, or the first caller of the Eviction API); ``spec.requesters`` lists every distinct
+    requester since, that one first. A drain retrying under the same identity adds nothing.
+    Records written before the list existed start it from their ``requester``.
+    """
+    merged = dict(spec)
+    first = spec.get("requester")
+    known = [r for r in spec.get("requesters") or [] if isinstance(r, Mapping)]
+    if not known and isinstance(first, Mapping):
+        known = [first]
+    if dict(requester) not in [dict(r) for r in known] and len(known) < _MAX_REQUESTERS:
+        known = [*known, requester]
+    merged["requesters"] = [dict(r) for r in known]
+    if not isinstance(first, Mapping) or not first.get("username"):
+        merged["requester"] = dict(known[0]) if known else dict(requester)
+    return merged
+
+
+def kubelet_requester(node_name: str) -> dict[str, Any]:
+    """The kubelet of the Pod's Node, as the API server would name it (``system:node:<node>``).
+
+    A node-pressure eviction makes no API call, so there is no identity to record; but there
+    is no doubt who did it: the kubelet on that Node.
+    """
+    return {
+        "username": f"system:node:{node_name}" if node_name else "system:node:<unknown>",
+        "groups": ["system:nodes"],
+        "component": str(Component.KUBELET),
+    }
+
+
 def new_api_record_spec(attempt: EvictionAttempt, pod: PodInfo, now: str) -> dict[str, Any]:
     """The spec of a record created by the first Eviction API attempt at a Pod."""
+    requester = requester_to_json(attempt.requester)
     spec: dict[str, Any] = {
         "pod": pod_to_json(pod),
         "source": str(Source.EVICTION_API),
         "sources": [str(Source.EVICTION_API)],
-        "requester": requester_to_json(attempt.requester),
+        "requester": requester,
+        "requesters": [requester],
         "policyVersion": attempt.policy_version,
         "attempts": 1,
         "firstAttemptTime": now,
@@ -152,16 +189,17 @@ def merge_api_attempt(
 ) -> dict[str, Any]:
     """A record's spec after one more Eviction API attempt at the same Pod.
 
-    The count goes up and the last time moves; the requester and options become the latest
-    attempt's (a drain and an autoscaler may take turns). A record first made by a watcher
-    gains the EvictionAPI source and the requester it could not know.
+    The count goes up and the last time moves; the options become the latest attempt's. The
+    requester of the first door stays (a Pod the kubelet evicted and a drain touched later
+    was evicted by the kubelet); a new requester is appended to ``requesters`` (a drain and an
+    autoscaler may take turns). A record first made by a watcher that could not know who asked
+    (the backstop) takes this requester as its first.
     """
-    merged = dict(spec)
+    merged = with_requester(spec, requester_to_json(attempt.requester))
     attempts = spec.get("attempts")
     merged["attempts"] = (attempts if isinstance(attempts, int) else 0) + 1
     merged.setdefault("firstAttemptTime", now)
     merged["lastAttemptTime"] = now
-    merged["requester"] = requester_to_json(attempt.requester)
     merged["policyVersion"] = attempt.policy_version
     options = delete_options_to_json(attempt)
     if options:
@@ -231,6 +269,9 @@ def new_sighting_spec(sighting: Sighting) -> dict[str, Any]:
         "firstAttemptTime": sighting.time,
         "lastAttemptTime": sighting.time,
     }
+    if sighting.source is Source.KUBELET:
+        spec["requester"] = kubelet_requester(sighting.pod.node_name)
+        spec["requesters"] = [spec["requester"]]
     if sighting.reason:
         spec["reason"] = sighting.reason
     if sighting.message:
@@ -247,6 +288,9 @@ def merge_sighting(spec: Mapping[str, Any], sighting: Sighting) -> dict[str, Any
     nothing, which is what keeps watchers from making duplicates.
     """
     merged = dict(spec)
+    if sighting.source is Source.KUBELET:
+        node = sighting.pod.node_name or str((spec.get("pod") or {}).get("nodeName") or "")
+        merged = with_requester(spec, kubelet_requester(node))
     sources = [s for s in spec.get("sources") or [] if isinstance(s, str)]
     if str(sighting.source) not in sources:
         sources.append(str(sighting.source))

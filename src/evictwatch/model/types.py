@@ -27,7 +27,25 @@ class Outcome(enum.StrEnum):
     EVICTED = "Evicted"
     BLOCKED = "Blocked"
     POD_GONE = "PodGone"
+    EVICTED_BY_KUBELET = "EvictedByKubelet"
+    """The kubelet evicted the Pod under node pressure (the Pod's phase became ``Failed``)."""
     FAILED = "Failed"
+    """The old name of ``EvictedByKubelet``: it read as "the eviction failed". Records settled
+    before the rename still carry it; :func:`outcome_of` reads them as ``EvictedByKubelet``."""
+
+
+LEGACY_OUTCOMES = {"Failed": Outcome.EVICTED_BY_KUBELET}
+
+
+def outcome_of(value: object) -> Outcome:
+    """A stored ``status.outcome`` as an Outcome: legacy names mapped, anything unknown Pending."""
+    text = str(value) if value else ""
+    if text in LEGACY_OUTCOMES:
+        return LEGACY_OUTCOMES[text]
+    try:
+        return Outcome(text)
+    except ValueError:
+        return Outcome.PENDING
 
 
 class Component(enum.StrEnum):
@@ -38,6 +56,7 @@ class Component(enum.StrEnum):
     KARPENTER = "karpenter"
     DESCHEDULER = "descheduler"
     KUBE_CONTROLLER_MANAGER = "kube-controller-manager"
+    KUBELET = "kubelet"
     UNKNOWN = "unknown"
 
 

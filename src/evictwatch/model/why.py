@@ -32,6 +32,17 @@ _COMPONENT_BY_EVENT_SOURCE = {
     "kubelet": Component.UNKNOWN,
     "default-scheduler": Component.UNKNOWN,
 }
+DOOR_ONLY_REASONS = frozenset({"EvictionByEvictionAPI"})
+"""Reasons that only repeat which door an eviction came through (the API server's own
+DisruptionTarget reason, with the message "Eviction API: evicting"): evidence that it happened,
+never an explanation of why."""
+
+
+def describes_the_door(reason: str) -> bool:
+    """True for a reason that says nothing the record's ``source`` does not already say."""
+    return reason in DOOR_ONLY_REASONS
+
+
 _PREFERENCE = [
     "ScaleDown",
     "Descheduled",

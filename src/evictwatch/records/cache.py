@@ -13,7 +13,7 @@ from typing import Any
 
 from ..kube.api import JsonApi
 from ..kube.informer import Informer
-from .crd import GROUP, PLURAL, VERSION
+from ..model.podeviction import record_path
 
 
 def _keep(record: dict[str, Any]) -> dict[str, Any]:
@@ -26,7 +26,7 @@ class RecordCache(Informer[dict[str, Any]]):
     """``(namespace, name) -> record`` for every PodEviction."""
 
     def __init__(self, api: JsonApi) -> None:
-        super().__init__(api, f"/apis/{GROUP}/{VERSION}/{PLURAL}", "podevictions", _keep)
+        super().__init__(api, record_path(""), "podevictions", _keep)
 
     def spec(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The record's spec as last seen, when the cache is current enough to trust it."""

@@ -14,6 +14,7 @@ _ICON = {
     Outcome.EVICTED: ":recycle:",
     Outcome.BLOCKED: ":no_entry:",
     Outcome.POD_GONE: ":ghost:",
+    Outcome.EVICTED_BY_KUBELET: ":boom:",
     Outcome.FAILED: ":boom:",
     Outcome.PENDING: ":hourglass:",
 }
