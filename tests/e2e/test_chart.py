@@ -39,6 +39,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBi
 
 from evictwatch.capture import registration
 from evictwatch.config import parse_config
+from evictwatch.kube.api import JsonApi
 from evictwatch.operator import Operator
 from evictwatch.records.crd import crd_manifest
 from evictwatch.records.install import ensure_crd
@@ -827,7 +828,9 @@ async def test_install_without_cert_manager_fails_at_once(helm: Path, control_pl
 
 async def test_app_teams_read_records_through_view(helm: Path, kube: AsyncClient, cluster: Cluster) -> None:
     """The read-only role reaches everyone bound to the built-in view role, and only reads."""
-    await ensure_crd(kube)
+    api = JsonApi(kube)
+    await ensure_crd(api)  # when this test runs alone, no operator has installed it
+    await api.close()
     release = unique("ew")
     (view,) = [
         doc

@@ -15,6 +15,7 @@ import yaml
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from evictwatch import views
+from evictwatch.kube.api import JsonApi
 from evictwatch.operator import Operator
 from evictwatch.records.install import ensure_crd
 from evictwatch.testing.binaries import cache_dir
@@ -402,7 +403,9 @@ async def test_crd_not_installed_is_explained(control_plane: ControlPlane) -> No
 async def test_watch_gives_up_when_the_server_goes_and_exits_130_on_ctrl_c(
     cluster: Cluster, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    await ensure_crd(cluster.client)  # when this test runs alone, no operator has installed it
+    api = JsonApi(cluster.client)
+    await ensure_crd(api)  # when this test runs alone, no operator has installed it
+    await api.close()
     host, port = control_plane.url.removeprefix("https://").rsplit(":", 1)
     proxy = await TcpProxy([(host, int(port))]).start()
     kubeconfig = point_at(

@@ -168,7 +168,7 @@ async def test_events_are_evidence_never_a_source(cluster: Cluster, start: Start
     await asyncio.sleep(3)
     assert await records(cluster.client, cluster.namespace) == []
     await patch_status(cluster, "evented", {"phase": "Failed", "reason": "Evicted", "message": PRESSURE})
-    record = await record_for(cluster.client, cluster.namespace, "evented", "Failed")
+    record = await record_for(cluster.client, cluster.namespace, "evented", "EvictedByKubelet")
     assert record["spec"]["source"] == "Kubelet"
     assert record["spec"]["pod"]["uid"] == pod.metadata.uid
     assert record["status"]["why"]["component"] == "kubelet"

@@ -112,6 +112,8 @@ class Spec:
     source: Source = Source.EVICTION_API
     sources: tuple[str, ...] = ()
     requester: Requester | None = None
+    requesters: tuple[Requester, ...] = ()
+    """Every distinct requester in order; the first is :attr:`requester`, who came first."""
     policy_version: str = ""
     delete_options: DeleteOptions = field(default_factory=DeleteOptions)
     attempts: int = 0
@@ -120,6 +122,8 @@ class Spec:
     reason: str = ""
     message: str = ""
     pressure: Pressure | None = None
+    missing_pods: tuple[str, ...] = ()
+    """For the one record of a requester's evictions of Pods that did not exist: their names."""
 
 
 @dataclass(frozen=True)

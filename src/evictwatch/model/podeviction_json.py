@@ -136,6 +136,9 @@ def _spec(value: Any, namespace: str) -> Spec:
         source=_enum(Source, data.get("source"), Source.EVICTION_API),
         sources=_strs(data.get("sources")),
         requester=_requester(data.get("requester")),
+        requesters=tuple(
+            found for found in (_requester(item) for item in _maps(data.get("requesters"))) if found
+        ),
         policy_version=_str(data.get("policyVersion")),
         delete_options=_delete_options(data.get("deleteOptions")),
         attempts=max(_int(data.get("attempts")) or 0, 0),
@@ -148,6 +151,7 @@ def _spec(value: Any, namespace: str) -> Spec:
         )
         if pressure
         else None,
+        missing_pods=_strs(data.get("missingPods")),
     )
 
 
@@ -211,6 +215,7 @@ def _spec_to_json(spec: Spec) -> dict[str, Any]:
             "source": str(spec.source),
             "sources": list(spec.sources),
             "requester": requester_to_json(spec.requester) if spec.requester is not None else None,
+            "requesters": [requester_to_json(r) for r in spec.requesters],
             "policyVersion": spec.policy_version,
             "deleteOptions": _dropped(
                 {
@@ -225,6 +230,7 @@ def _spec_to_json(spec: Spec) -> dict[str, Any]:
             "reason": spec.reason,
             "message": spec.message,
             "pressure": _dropped(vars(spec.pressure)) if spec.pressure is not None else None,
+            "missingPods": list(spec.missing_pods),
         }
     ) | {"attempts": spec.attempts}
 

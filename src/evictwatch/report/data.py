@@ -21,18 +21,18 @@ from ..model.podeviction import Budget, PodEviction
 from ..model.types import Requester
 from .window import UTC, Window
 
-OUTCOMES = ("Evicted", "Blocked", "PodGone", "Failed", "Pending")
+OUTCOMES = ("Evicted", "Blocked", "PodGone", "EvictedByKubelet", "Pending")
 """Known outcomes, in the order they stack and appear in legends."""
 
 MEANING = {
     "Evicted": "the Pod went (terminating, disrupted or gone) after the attempt",
     "Blocked": "the Pod was still running after the attempts (a PodDisruptionBudget, usually)",
     "PodGone": "there was no such Pod when the attempt came",
-    "Failed": "the kubelet evicted the Pod under node pressure (phase Failed)",
+    "EvictedByKubelet": "the kubelet evicted the Pod under node pressure (phase Failed)",
     "Pending": "not settled yet",
 }
-EVICTED = frozenset({"Evicted", "Failed"})
-"""Outcomes in which the Pod was evicted: by the API, or by the kubelet (``Failed``)."""
+EVICTED = frozenset({"Evicted", "EvictedByKubelet"})
+"""Outcomes in which the Pod was evicted: by the API, or by the kubelet (``EvictedByKubelet``)."""
 
 NO_NODE = "(no node)"
 NO_OWNER = "(no controller)"

@@ -39,7 +39,7 @@ COLOURS = {
     "Evicted": "#0072B2",
     "Blocked": "#E69F00",
     "PodGone": "#009E73",
-    "Failed": "#CC79A7",
+    "EvictedByKubelet": "#CC79A7",
     "Pending": "#8C8C8C",
 }
 """Okabe-Ito colours (distinguishable with the common colour-vision deficiencies)."""

@@ -92,7 +92,7 @@ def _outcome(rng: random.Random, source: str) -> tuple[str, int]:
     """``(outcome, attempts)``."""
     outcome_roll = rng.random()
     if source == "Kubelet":
-        return "Failed", 1  # what the controller calls a kubelet eviction
+        return "EvictedByKubelet", 1  # what the controller calls a kubelet eviction
     if outcome_roll < 0.08:
         return "Blocked", rng.randint(5, 60)
     if outcome_roll < 0.11:
