@@ -31,6 +31,7 @@ from prometheus_client.exposition import choose_encoder
 from . import telemetry
 from .aio import cancel_and_wait
 from .capture import registration
+from .capture.evictionrequests import EvictionRequestWatcher
 from .capture.filtering import CaptureFilter
 from .capture.podcache import PodFactsCache
 from .capture.server import CertificateReloader, WebhookServer, make_server_context
@@ -74,6 +75,7 @@ class Operator:
     ca_pem: bytes = b""
     controller: Controller | None = None
     watchers: Watchers | None = None
+    eviction_requests: EvictionRequestWatcher | None = None
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_runner: web.AppRunner | None = None
     _registered: bool = False
@@ -141,6 +143,8 @@ class Operator:
                 self.watchers = Watchers(
                     self.client, store, capture_filter, pods=watchers.pods, events=watchers.events
                 )
+                if watchers.evictionRequests:
+                    self.eviction_requests = EvictionRequestWatcher(self.client, store, capture_filter)
             if self.config.controller.leaderElection.enabled:
                 await self._ensure_namespace(self.config.self.namespace)
             self._background = asyncio.create_task(self._lead(), name="leader")
@@ -176,6 +180,8 @@ class Operator:
                     tasks.extend(
                         asyncio.create_task(w.run(), name=f"watch-{w.name}") for w in self.watchers.watches
                     )
+                if self.eviction_requests is not None:
+                    tasks.append(asyncio.create_task(self.eviction_requests.run(), name="eviction-requests"))
                 waiter = asyncio.create_task(lost.wait(), name="lost")
                 done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
                 tasks.append(waiter)

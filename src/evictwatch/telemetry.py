@@ -89,3 +89,10 @@ POD_CACHE_PODS = Gauge(
     "Pods the webhook's Pod-facts cache holds.",
     registry=REGISTRY,
 )
+UNKNOWN_DISRUPTION_REASONS = Counter(
+    "evictwatch_unknown_disruption_reasons_total",
+    "Pods recorded with a DisruptionTarget reason evictwatch does not know (source Other), by reason: "
+    "a new door in a newer Kubernetes, or a component of the cluster's own.",
+    ["reason"],
+    registry=REGISTRY,
+)

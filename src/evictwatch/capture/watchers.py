@@ -26,8 +26,10 @@ from ..kube.client import namespace_is_going
 from ..kube.listwatch import ListWatch
 from ..model.podfacts import sighting_from_event, sighting_from_pod
 from ..model.record import Sighting
+from ..model.types import Source
 from ..records.store import RecordStore, utc_now
 from .filtering import CaptureFilter
+from .unknown_reasons import note_unknown_reason
 
 log = logging.getLogger("evictwatch.watchers")
 
@@ -135,6 +137,8 @@ class Watchers:
             )
             raise  # the watch resumes from before this event, after a backoff
         self.sightings += 1
+        if result.changed and sighting.source is Source.OTHER:
+            note_unknown_reason(sighting, result.name)
         if result.changed:
             log.info(
                 "%s disruption of %s/%s recorded (%s)",

@@ -36,6 +36,7 @@ from ..records.crd import GROUP, KIND, PLURAL, VERSION
 from ..records.signing import verify
 from ..sinks.base import Sink, wants
 from . import context
+from .devicetaints import device_taint_context
 
 log = logging.getLogger("evictwatch.controller")
 
@@ -180,6 +181,7 @@ class Settler:
             context.pod_events(self.api, namespace, pod_name) if pod_name else _nothing(),
         )
         why = pick_why(events)
+        device_taints = await device_taint_context(self.api, namespace, spec, pod)
         new_status: dict[str, Any] = {
             **status,
             "outcome": str(decision.outcome),
@@ -196,6 +198,8 @@ class Settler:
             new_status["node"] = node
         if why is not None:
             new_status["why"] = why
+        if device_taints:
+            new_status["deviceTaints"] = device_taints
         updated = await self._status_call_safe(record, new_status)
         if updated is None:
             return Result(requeue_after=0.05)
