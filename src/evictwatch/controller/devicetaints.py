@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from lightkube import ApiError
 
-from ..kube.client import is_not_found
+from ..kube.client import is_not_found, status_code
 from ..kube.raw import JsonApi
 from ..model.devicetaints import allocated_devices, claim_names, device_taint_causes, is_claim_of
 from ..model.types import Source
@@ -63,6 +63,26 @@ async def device_taint_context(
     pod_uid = str((spec.get("pod") or {}).get("uid") or "")
     if pod is not None and ((pod.get("metadata") or {}).get("uid") or "") != pod_uid:
         pod = None
+    try:
+        return await _causes(api, namespace, spec, pod_uid, pod)
+    except ApiError as error:
+        if status_code(error) != 403:
+            raise
+        # The chart grants these reads only with doors.deviceTaints: the record goes without them.
+        log.warning(
+            "cannot read the device taints behind %s/%s: %s (grant get/list on resource.k8s.io "
+            "resourceclaims, resourceslices and devicetaintrules)",
+            namespace,
+            (spec.get("pod") or {}).get("name", ""),
+            error,
+            extra={"namespace": namespace, "pod": (spec.get("pod") or {}).get("name", "")},
+        )
+        return []
+
+
+async def _causes(
+    api: JsonApi, namespace: str, spec: Mapping[str, Any], pod_uid: str, pod: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     claims = await _claims(api, namespace, pod_uid, pod)
     drivers = sorted({device["driver"] for claim in claims for device in allocated_devices(claim)})
     slices: list[dict[str, Any]] = []
