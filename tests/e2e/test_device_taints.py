@@ -171,6 +171,14 @@ async def gpu(cluster: Cluster) -> AsyncIterator[Gpu]:
         await world.remove(f"{API}/resourceslices/{world.slice_name}", f"{API}/deviceclasses/{world.driver}")
 
 
+async def items(cluster: Cluster, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The items of a list, or [] while the API cannot answer yet (a CRD just installed: 429)."""
+    async with cluster.http() as http:
+        reply = await http.get(path, params=params)
+    found: list[dict[str, Any]] = reply.json().get("items") or [] if reply.status_code == 200 else []
+    return found
+
+
 async def capture_then_settle(start_operator: StartOperator, cluster: Cluster, pod: str) -> dict[str, Any]:
     """Record with the watchers alone, wait for the controller's Event, then settle.
 

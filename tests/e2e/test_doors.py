@@ -135,6 +135,11 @@ async def test_without_the_eviction_request_api_nothing_changes_and_no_error_is_
         await record_of(cluster.client, cluster.namespace, "plain", "Evicted")
     assert operator.eviction_requests.served == set()
     assert operator.eviction_requests.watches == []
+    assert [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "Eviction Request" in r.getMessage()
+    ] == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 
@@ -72,7 +73,7 @@ class EvictionRequestWatcher:
         """The resources of ``lifecycle.k8s.io/v1alpha1`` this server serves; empty when none."""
         try:
             document = await self.store.api.request("GET", DISCOVERY_PATH)
-        except ApiError as error:
+        except (ApiError, httpx2.HTTPStatusError) as error:  # a group not served: a plain 404 page
             if is_not_found(error):
                 return set()
             raise

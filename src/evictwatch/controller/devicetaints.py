@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import httpx2
 from lightkube import ApiError
 
 from ..kube.client import is_not_found, status_code
@@ -32,7 +33,7 @@ async def _read(api: JsonApi, path: str, params: dict[str, str] | None = None) -
     """GET one object or list; None when it (or the whole API) is not there."""
     try:
         return await api.request("GET", path, params=params)
-    except ApiError as error:
+    except (ApiError, httpx2.HTTPStatusError) as error:  # an API not served answers a plain 404 page
         if is_not_found(error):
             return None
         raise
@@ -65,7 +66,7 @@ async def device_taint_context(
         pod = None
     try:
         return await _causes(api, namespace, spec, pod_uid, pod)
-    except ApiError as error:
+    except (ApiError, httpx2.HTTPStatusError) as error:
         if status_code(error) != 403:
             raise
         # The chart grants these reads only with doors.deviceTaints: the record goes without them.
