@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
+
+import pytest
 
 from evictwatch import telemetry
 from evictwatch.capture import unknown_reasons
@@ -21,6 +24,7 @@ from evictwatch.model.podfacts import sighting_from_pod
 from evictwatch.model.record import PodInfo, Sighting
 from evictwatch.model.types import Outcome, Source
 from evictwatch.model.why import pick_why
+from evictwatch.testing import binaries
 
 
 def pod_with(reason: str | None, *, phase: str = "Running", status_reason: str = "") -> dict[str, Any]:
@@ -299,3 +303,19 @@ def test_a_requested_eviction_is_pending_until_done_or_withdrawn() -> None:
     budget = [{"name": "batch", "disruptionsAllowed": 0}]
     attempted["lastAttemptTime"] = "2026-12-03T09:59:00Z"
     assert "PodDisruptionBudget batch" in decide(attempted, running, budget, now, 30).reason
+
+
+def test_each_buildable_release_has_its_own_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    for version, (module_dir, etcd_version) in binaries.MODULES.items():
+        go_mod = (module_dir / "go.mod").read_text()
+        assert f"k8s.io/kubernetes {version}\n" in go_mod, module_dir
+        assert f"go.etcd.io/etcd/server/v3 {etcd_version}\n" in go_mod, module_dir
+        minor = version.lstrip("v").rsplit(".", 1)[0]
+        assert f"k8s.io/api => k8s.io/api v0.{minor.split('.')[1]}." in go_mod  # its own replace lines
+    assert binaries.OLDEST_VERSION in binaries.MODULES
+    with pytest.raises(binaries.BinariesError, match=re.escape("only v1.37.2, v1.31.13 have a Go module")):
+        binaries.build("v1.99.0")
+    monkeypatch.setenv(binaries.VERSION_ENV, binaries.OLDEST_VERSION)
+    assert binaries.selected_version() == "v1.31.13"
+    monkeypatch.delenv(binaries.VERSION_ENV)
+    assert binaries.selected_version() == binaries.KUBERNETES_VERSION
