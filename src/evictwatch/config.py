@@ -101,9 +101,18 @@ class SinkFilter(_Strict):
     namespaces: list[str] = Field(default_factory=list, description="only these; empty means all")
     excludeNamespaces: list[str] = Field(default_factory=list)
     podSelector: LabelSelector | None = None
-    sources: list[Literal["EvictionAPI", "Kubelet", "Preemption", "TaintManager", "PodGC"]] = Field(
-        default_factory=list, description="empty means all"
-    )
+    sources: list[
+        Literal[
+            "EvictionAPI",
+            "Kubelet",
+            "Preemption",
+            "TaintManager",
+            "PodGC",
+            "DeviceTaintManager",
+            "EvictionRequest",
+            "Other",
+        ]
+    ] = Field(default_factory=list, description="empty means all")
     outcomes: list[Literal["Evicted", "Blocked", "PodGone", "EvictedByKubelet", "Failed"]] = Field(
         default_factory=list, description="empty means all"
     )
@@ -194,6 +203,10 @@ class WatchersConfig(_Strict):
     enabled: bool = True
     pods: bool = True
     events: bool = True
+    evictionRequests: bool = Field(
+        default=True,
+        description="watch EvictionRequests and Evictions (lifecycle.k8s.io/v1alpha1) where they are served",
+    )
 
 
 class Config(_Strict):

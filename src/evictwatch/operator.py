@@ -29,6 +29,7 @@ from prometheus_client.exposition import choose_encoder
 from . import __version__, pki, telemetry
 from .aio import cancel_and_wait
 from .capture import registration
+from .capture.evictionrequests import EvictionRequestWatcher
 from .capture.filtering import CaptureFilter
 from .capture.podcache import PodFactsCache
 from .capture.server import CertificateReloader, WebhookServer, make_server_context
@@ -74,6 +75,7 @@ class Operator:
     ca_pem: bytes = b""
     controller: Controller | None = None
     watchers: Watchers | None = None
+    eviction_requests: EvictionRequestWatcher | None = None
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_runner: web.AppRunner | None = None
     _registered: bool = False
@@ -155,6 +157,8 @@ class Operator:
                 )
             if watching.enabled and watching.pods:
                 self.watchers = Watchers(store, self.records, self.pod_cache, capture_filter)
+            if watching.enabled and watching.evictionRequests:
+                self.eviction_requests = EvictionRequestWatcher(store, capture_filter)
             if self.config.controller.leaderElection.enabled:
                 await self._ensure_namespace(self.config.self.namespace)
             self._background = asyncio.create_task(self._lead(), name="leader")
@@ -188,6 +192,8 @@ class Operator:
                     tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
                 if self.watchers is not None:
                     tasks.append(asyncio.create_task(self.watchers.run(), name="watchers"))
+                if self.eviction_requests is not None:
+                    tasks.append(asyncio.create_task(self.eviction_requests.run(), name="eviction-requests"))
                 waiter = asyncio.create_task(lost.wait(), name="lost")
                 done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
                 tasks.append(waiter)

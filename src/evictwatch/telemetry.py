@@ -102,3 +102,10 @@ CACHE_FALLBACKS = Counter(
     ["kind", "why"],
     registry=REGISTRY,
 )
+UNKNOWN_DISRUPTION_REASONS = Counter(
+    "evictwatch_unknown_disruption_reasons_total",
+    "Pods recorded with a DisruptionTarget reason evictwatch does not know (source Other), by reason: "
+    "a new door in a newer Kubernetes, or a component of the cluster's own.",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -536,6 +536,28 @@ def test_rbac_is_exactly_the_allow_list(helm: Path) -> None:
     assert not any(resource == "secrets" for _, resource, _ in CLUSTER_ROLE_ALLOWED | ROLE_ALLOWED)
 
 
+DOORS_ALLOWED = {
+    ("resource.k8s.io", "resourceclaims", "get"),
+    ("resource.k8s.io", "resourceclaims", "list"),
+    ("resource.k8s.io", "resourceslices", "list"),
+    ("resource.k8s.io", "devicetaintrules", "list"),
+    ("lifecycle.k8s.io", "evictionrequests", "list"),
+    ("lifecycle.k8s.io", "evictionrequests", "watch"),
+    ("lifecycle.k8s.io", "evictions", "list"),
+    ("lifecycle.k8s.io", "evictions", "watch"),
+}
+"""What ``doors.deviceTaints`` and ``doors.evictionRequests`` add, and nothing else."""
+
+
+def test_doors_add_exactly_their_rules_and_settings(helm: Path) -> None:
+    docs = render(helm, {"doors": {"deviceTaints": True, "evictionRequests": True}})
+    assert permissions(one(docs, "ClusterRole")["rules"]) == CLUSTER_ROLE_ALLOWED | DOORS_ALLOWED
+    assert operator_config(docs)["watchers"]["evictionRequests"] is True
+    default = render(helm)
+    assert permissions(one(default, "ClusterRole")["rules"]) == CLUSTER_ROLE_ALLOWED
+    assert operator_config(default)["watchers"]["evictionRequests"] is False  # no grant, no discovery
+
+
 def test_readme_rbac_table_is_the_allow_list() -> None:
     text = DEPLOY_README.read_text()
     section = text.split("\n## RBAC\n", 1)[1].split("\n## ", 1)[0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evictwatch.testing.binaries import KUBERNETES_VERSION
+from evictwatch.testing.binaries import selected_version
 from evictwatch.testing.cluster import Cluster
 from evictwatch.testing.controlplane import ControlPlane
 
@@ -11,7 +11,7 @@ def test_server_reports_the_pinned_version(control_plane: ControlPlane, record_p
     version = control_plane.version()
     print(f"kube-apiserver /version: {version}")
     record_property("kube_apiserver_version", version["gitVersion"])  # type: ignore[operator]
-    assert version["gitVersion"] == KUBERNETES_VERSION
+    assert version["gitVersion"] == selected_version()  # the pin, or $EVICTWATCH_KUBERNETES_VERSION
     assert control_plane.running("kube-controller-manager")
 
 

@@ -446,7 +446,8 @@ async def scenario(
             logFormat="json",
             logLevel="DEBUG",
             capture=only_here,
-            watchers={"enabled": True, "pods": True, "events": True},
+            # The chart's own watcher settings (doors off, as it ships), every classic watcher on.
+            watchers={**config.get("watchers", {}), "enabled": True, "pods": True, "events": True},
         )
         config["webhook"].update(host="127.0.0.1", configurationName=release, **certs.webhook_settings())
         config["controller"] = {

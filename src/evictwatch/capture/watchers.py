@@ -30,6 +30,7 @@ from ..records.cache import RecordCache
 from ..records.store import RecordStore
 from .filtering import CaptureFilter
 from .podcache import PodFactsCache
+from .unknown_reasons import note_unknown_reason
 
 log = logging.getLogger("evictwatch.watchers")
 
@@ -151,6 +152,8 @@ class Watchers:
             asyncio.get_running_loop().call_later(1.0, self._enqueue, sighting)
             return
         self.sightings += 1
+        if result.changed and sighting.source is Source.OTHER:
+            note_unknown_reason(sighting, result.name)
         if result.changed:
             log.info(
                 "%s disruption of %s/%s recorded (%s)",

@@ -47,6 +47,7 @@ from ..records.signing import verify
 from ..sinks.base import Sink, wants
 from . import inflight
 from .context import ContextCaches
+from .devicetaints import device_taint_context
 
 log = logging.getLogger("evictwatch.controller")
 
@@ -243,6 +244,9 @@ class Settler:
         why = pick_why(self.caches.events.for_pod(namespace, pod_name, uid)) if pod_name else None
         if why is not None:
             new_status["why"] = why
+        device_taints = await device_taint_context(self.api, namespace, spec, None)  # a rare door: GETs
+        if device_taints:
+            new_status["deviceTaints"] = device_taints
         return new_status
 
     def _settled(self, record: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> None:

@@ -5,11 +5,13 @@ PodDisruptionBudgets. So the outcome is decided afterwards, from evidence:
 
 * ``EvictedByKubelet``: the kubelet evicted the Pod (node pressure): the Pod is Failed/Evicted.
   (Called ``Failed`` before; old records keep that value and are read as this one.)
-* ``PodGone``: there was no Pod when the attempt came.
+* ``PodGone``: there was no Pod when the attempt (or the EvictionRequest) came.
 * ``Evicted``: the Pod (same UID) has a deletionTimestamp or a ``DisruptionTarget``
   condition, or is gone (or replaced by another UID) since the attempt.
 * ``Blocked``: still there, untouched, ``blocked_after`` seconds after the last attempt;
   a PodDisruptionBudget with no disruptions allowed is named as the reason.
+* an EvictionRequest with no attempt yet stays pending while any request says ``Eviction``,
+  and is ``Blocked`` once every request is withdrawn (or deleted) with the Pod still running.
 * otherwise: not yet known; look again when ``blocked_after`` has passed.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .evictionrequests import eviction_still_requested
 from .types import Outcome, Source
 
 DISRUPTION_REASON_SOURCE = {
@@ -28,10 +31,22 @@ DISRUPTION_REASON_SOURCE = {
     "DeletionByTaintManager": Source.TAINT_MANAGER,
     "DeletionByPodGC": Source.POD_GC,
     "TerminationByKubelet": Source.KUBELET,
+    "DeletionByDeviceTaintManager": Source.DEVICE_TAINT_MANAGER,
 }
+"""The six DisruptionTarget reasons of Kubernetes 1.37's own code. Any other reason is a door
+this list does not know yet: it is recorded as :attr:`Source.OTHER`, never dropped."""
+
+
+def source_of_reason(reason: str) -> Source:
+    """The door a DisruptionTarget reason names; :attr:`Source.OTHER` for one not known here."""
+    return DISRUPTION_REASON_SOURCE.get(reason, Source.OTHER)
 
 
 STALE_DISRUPTION_SECONDS = 180.0
+REQUESTED_RECHECK_SECONDS = 60.0
+"""How often a Pod that an EvictionRequest asks to evict is looked at again: its responders
+may take many minutes, and nothing but the Pod's own end settles it."""
+_ASKED = (Source.EVICTION_API, Source.EVICTION_REQUEST)
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,7 @@ def decide(
     sources = set(spec.get("sources") or [spec.get("source")])
     if Source.KUBELET in sources and spec.get("reason") == "Evicted":
         return Decision(Outcome.EVICTED_BY_KUBELET, "the kubelet evicted the Pod under node pressure")
-    if record_pod.get("found") is False and spec.get("source") == Source.EVICTION_API:
+    if record_pod.get("found") is False and spec.get("source") in _ASKED:
         return Decision(Outcome.POD_GONE, "no such Pod when the eviction was attempted")
     uid = record_pod.get("uid")
     live_uid = ((pod or {}).get("metadata") or {}).get("uid")
@@ -108,9 +123,14 @@ def decide(
         return Decision(Outcome.EVICTED, "the Pod is terminating")
     if target is not None:
         return Decision(Outcome.EVICTED, f"DisruptionTarget: {target.get('reason', '')}")
+    if spec.get("source") == Source.EVICTION_REQUEST and not int(spec.get("attempts") or 0):
+        # Asked for, not attempted yet: Pending while a request stands, however long that is.
+        if eviction_still_requested(spec):
+            return Decision(None, recheck_after=max(blocked_after, REQUESTED_RECHECK_SECONDS))
+        return Decision(Outcome.BLOCKED, "every eviction request was withdrawn; the Pod is still running")
     last = parse_time(spec.get("lastAttemptTime")) or now
     waited = (now - last).total_seconds()
-    if spec.get("source") != Source.EVICTION_API:
+    if spec.get("source") not in _ASKED:
         # A watcher saw a DisruptionTarget that is gone again: the server clears a stale one after
         # about two minutes when the disruption did not happen. Wait that long before saying so.
         if waited < max(blocked_after, STALE_DISRUPTION_SECONDS):

@@ -3,8 +3,10 @@
 The kubelet's node-pressure eviction leaves ``phase: Failed``, ``reason: Evicted`` and a
 message such as "The node was low on resource: memory. Threshold quantity: 100Mi,
 available: 20Mi. Container app was using 180Mi, request is 0, has larger consumption of
-memory." The other disrupting components leave a ``DisruptionTarget`` condition whose
-reason names them (KEP-3329).
+memory." Its ephemeral-storage limit eviction leaves the same phase and reason but no
+condition at all, so phase and reason alone make a kubelet eviction. The other disrupting
+components leave a ``DisruptionTarget`` condition whose reason names them (KEP-3329); a reason
+not known here is kept verbatim under source ``Other``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .outcome import DISRUPTION_REASON_SOURCE, disruption_target
+from .outcome import disruption_target, source_of_reason
 from .record import OwnerRef, PodInfo, Sighting
 from .types import Source
 
@@ -80,13 +82,12 @@ def sighting_from_pod(pod: Mapping[str, Any], now: str) -> Sighting | None:
         )
     if target is None:
         return None
-    source = DISRUPTION_REASON_SOURCE.get(str(target.get("reason", "")))
-    if source is None:
-        return None
+    reason = str(target.get("reason") or "")
+    # An unknown reason is a door that opened after this code was written: keep it as it is.
     return Sighting(
         pod=info,
-        source=source,
+        source=source_of_reason(reason),
         time=when,
-        reason=str(target.get("reason", "")),
+        reason=reason,
         message=str(target.get("message") or ""),
     )

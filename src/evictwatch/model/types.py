@@ -18,6 +18,12 @@ class Source(enum.StrEnum):
     PREEMPTION = "Preemption"
     TAINT_MANAGER = "TaintManager"
     POD_GC = "PodGC"
+    DEVICE_TAINT_MANAGER = "DeviceTaintManager"
+    """kube-controller-manager's device-taint eviction controller (DRA, a NoExecute device taint)."""
+    EVICTION_REQUEST = "EvictionRequest"
+    """An EvictionRequest (``lifecycle.k8s.io``, KEP-4563) names the Pod: asked for, not yet done."""
+    OTHER = "Other"
+    """A DisruptionTarget reason nobody here knows yet (a newer release's door): kept verbatim."""
 
 
 class Outcome(enum.StrEnum):

@@ -4,7 +4,8 @@ Events expire after an hour by default, so the controller copies the best one in
 record's ``status.why``. The reasons below are what each component writes (see the project's
 KUBERNETES-FACTS): cluster-autoscaler ``ScaleDown``, the descheduler's strategy name with
 action ``Descheduled``, Karpenter ``Evicted``/``Disrupted``, the kubelet ``Evicted``, the
-scheduler ``Preempted``, the taint manager ``TaintManagerEviction``.
+scheduler ``Preempted``, the taint manager ``TaintManagerEviction``, and the device-taint
+eviction controller (DRA) ``DeviceTaintManagerEviction`` "Marking for deletion".
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ EXPLAINING_REASONS: dict[str, Component] = {
     "Disrupted": Component.KARPENTER,
     "Preempted": Component.UNKNOWN,
     "TaintManagerEviction": Component.KUBE_CONTROLLER_MANAGER,
+    "DeviceTaintManagerEviction": Component.KUBE_CONTROLLER_MANAGER,
     "Killing": Component.UNKNOWN,
 }
 _COMPONENT_BY_EVENT_SOURCE = {
@@ -29,6 +31,7 @@ _COMPONENT_BY_EVENT_SOURCE = {
     "descheduler": Component.DESCHEDULER,
     "sigs.k8s.io/descheduler": Component.DESCHEDULER,
     "taint-eviction-controller": Component.KUBE_CONTROLLER_MANAGER,
+    "device-taint-eviction-controller": Component.KUBE_CONTROLLER_MANAGER,
     "kubelet": Component.UNKNOWN,
     "default-scheduler": Component.UNKNOWN,
 }
@@ -48,6 +51,7 @@ _PREFERENCE = [
     "Descheduled",
     "Disrupted",
     "TaintManagerEviction",
+    "DeviceTaintManagerEviction",
     "Preempted",
     "Evicted",
     "Killing",
@@ -63,6 +67,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "Preempted": ("scheduler",),
     "Evicted": ("kubelet", "karpenter"),
     "TaintManagerEviction": ("taint-eviction-controller", "taint-controller", "node-controller"),
+    "DeviceTaintManagerEviction": ("device-taint", "kube-controller-manager"),
 }
 """Who may say what: an Event with one of these reasons explains an eviction only when a
 component of that kind wrote it (anyone allowed to create Events could write the rest)."""
@@ -77,9 +82,17 @@ def trusted(event: Mapping[str, Any]) -> bool:
     return any(writer in component for writer in writers)
 
 
+_CANCELLING = ("TaintManagerEviction", "DeviceTaintManagerEviction")
+"""Reasons the taint managers also use for "Cancelling deletion": that Event explains nothing."""
+
+
 def explains(event: Mapping[str, Any]) -> bool:
     reason = str(event.get("reason", ""))
     if not trusted(event):
+        return False
+    if reason in _CANCELLING and str(event.get("message") or event.get("note") or "").startswith(
+        "Cancelling"
+    ):
         return False
     if reason in EXPLAINING_REASONS:
         return reason != "Killing"

@@ -31,7 +31,16 @@ _STR: dict[str, Any] = {"type": "string"}
 _STR_LIST: dict[str, Any] = {"type": "array", "items": _STR}
 _TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 _STR_MAP: dict[str, Any] = {"type": "object", "additionalProperties": _STR}
-_SOURCES = ["EvictionAPI", "Kubelet", "Preemption", "TaintManager", "PodGC"]
+_SOURCES = [
+    "EvictionAPI",
+    "Kubelet",
+    "Preemption",
+    "TaintManager",
+    "PodGC",
+    "DeviceTaintManager",
+    "EvictionRequest",
+    "Other",
+]
 _OUTCOMES = ["Pending", "Evicted", "Blocked", "PodGone", "EvictedByKubelet", "Failed"]
 """``Failed`` is the old name of ``EvictedByKubelet``, kept so that old records stay valid."""
 
@@ -145,6 +154,57 @@ SPEC_SCHEMA = _d(
                 _obj({"resource": _STR, "usage": _STR, "message": _STR}),
                 "for a kubelet eviction: the starved resource and the Pod's usage of it",
             ),
+            "evictionRequests": {
+                "type": "array",
+                "description": "the EvictionRequests (lifecycle.k8s.io) that asked for this Pod's eviction",
+                "items": _obj(
+                    {
+                        "name": _STR,
+                        "requester": {
+                            "type": "string",
+                            "description": "spec.requester, e.g. acme.io/drainer",
+                        },
+                        "intent": {"type": "string", "description": "Eviction or Withdrawn"},
+                        "time": _TIME,
+                        "fieldManager": {"type": "string", "description": "the program that created it"},
+                        "deletedTime": _TIME,
+                    }
+                ),
+            },
+            "eviction": _obj(
+                {
+                    "name": _STR,
+                    "requesters": {"type": "array", "items": _obj({"name": _STR, "intent": _STR})},
+                    "responders": {
+                        "type": "array",
+                        "items": _obj(
+                            {
+                                "name": _STR,
+                                "priority": {"type": "integer"},
+                                "state": _STR,
+                                "startTime": _TIME,
+                                "heartbeatTime": _TIME,
+                                "expectedCompletionTime": _TIME,
+                                "completionTime": _TIME,
+                                "message": _STR,
+                            }
+                        ),
+                    },
+                    "conditions": {
+                        "type": "array",
+                        "items": _obj(
+                            {
+                                "type": _STR,
+                                "status": _STR,
+                                "reason": _STR,
+                                "message": _STR,
+                                "lastTransitionTime": _TIME,
+                            }
+                        ),
+                    },
+                },
+                description="the Pod's Eviction (lifecycle.k8s.io): requesters, responders, progress",
+            ),
             "missingPods": {
                 "type": "array",
                 "items": _STR,
@@ -228,6 +288,25 @@ STATUS_SCHEMA = _d(
                 "per sink: Delivered, Pending (retrying), Failed or Skipped (filtered out), and for which "
                 "outcome",
             ),
+            "deviceTaints": {
+                "type": "array",
+                "description": "for DeviceTaintManager: the NoExecute device taints that made the Pod go",
+                "items": _obj(
+                    {
+                        "claim": _STR,
+                        "request": _STR,
+                        "driver": _STR,
+                        "pool": _STR,
+                        "device": _STR,
+                        "taint": _obj({"key": _STR, "value": _STR, "effect": _STR, "timeAdded": _TIME}),
+                        "slice": {
+                            "type": "string",
+                            "description": "the ResourceSlice that carries the taint",
+                        },
+                        "rule": {"type": "string", "description": "the DeviceTaintRule adding the taint"},
+                    }
+                ),
+            },
             "observedAttempts": _d({"type": "integer"}, "spec.attempts when the outcome was decided"),
             "observedGeneration": {"type": "integer", "format": "int64"},
         },

@@ -187,6 +187,27 @@ class RecordStore:
             return WriteResult(name, True, 0)
         return await self._merge(body, lambda spec: merge_sighting(spec, sighting))
 
+    async def record_change(
+        self,
+        pod: PodInfo,
+        new_spec: dict[str, Any],
+        change: Callable[[Mapping[str, Any]], dict[str, Any] | None],
+    ) -> WriteResult:
+        """Fold ``change`` into the Pod's record, or create it with ``new_spec`` (already changed).
+
+        The same create-or-merge as a sighting, for facts of other shapes (EvictionRequests).
+        ``change`` returns None when it adds nothing, and then nothing is written.
+        """
+        body = self._new(pod, new_spec)
+        name = body["metadata"]["name"]
+        patched = await self._patch_known(pod.namespace, name, change)
+        if patched is not None:
+            return patched
+        if await self._create(body):
+            self._remember(pod.namespace, name, body["spec"])
+            return WriteResult(name, True, 0)
+        return await self._merge(body, change)
+
     async def _merge(
         self, fresh: dict[str, Any], change: Callable[[Mapping[str, Any]], dict[str, Any] | None]
     ) -> WriteResult:

@@ -27,7 +27,19 @@ KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.0"
 """The etcd server version that KUBERNETES_VERSION requires (see gobuild/go.mod)."""
 
+OLDEST_VERSION = "v1.31.13"
+"""The oldest release evictwatch supports: 1.31 is the first minor that serves CRD
+``selectableFields`` by default (``CustomResourceFieldSelectors``, beta in 1.31). CI runs the
+webhook and watcher tests on it too. (1.31.13, not .14: the module proxy serves every staging
+module of .13, and lacks some of .14.)"""
+
 GO_MODULE_DIR = Path(__file__).with_name("gobuild")
+MODULES: dict[str, tuple[Path, str]] = {
+    KUBERNETES_VERSION: (GO_MODULE_DIR, ETCD_VERSION),
+    OLDEST_VERSION: (GO_MODULE_DIR / "v1.31", "v3.5.14"),
+}
+"""Each release that can be built: its Go module (with that release's replace lines), its etcd."""
+VERSION_ENV = "EVICTWATCH_KUBERNETES_VERSION"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 _PACKAGES = {
     "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
@@ -48,6 +60,11 @@ class Binaries:
     kube_apiserver: Path
     kube_controller_manager: Path | None
     version: str
+
+
+def selected_version() -> str:
+    """The release the tests run against: ``$EVICTWATCH_KUBERNETES_VERSION``, else the pin."""
+    return os.environ.get(VERSION_ENV) or KUBERNETES_VERSION
 
 
 def cache_dir(version: str = KUBERNETES_VERSION) -> Path:
@@ -76,8 +93,9 @@ def _version_ldflags(version: str) -> str:
     return "-s -w " + " ".join(f"-X {pkg}.{key}={value}" for key, value in stamps.items())
 
 
-def find_binaries(version: str = KUBERNETES_VERSION) -> Binaries | None:
+def find_binaries(version: str | None = None) -> Binaries | None:
     """Return ready binaries without building: KUBEBUILDER_ASSETS first, then the cache."""
+    version = version or selected_version()
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets:
         folder = Path(assets)
@@ -97,8 +115,12 @@ def find_binaries(version: str = KUBERNETES_VERSION) -> Binaries | None:
     return None
 
 
-def ensure_binaries(version: str = KUBERNETES_VERSION, *, log: bool = True) -> Binaries:
-    """Return the binaries, building them once if neither the assets nor the cache have them."""
+def ensure_binaries(version: str | None = None, *, log: bool = True) -> Binaries:
+    """Return the binaries, building them once if neither the assets nor the cache have them.
+
+    ``version`` defaults to :func:`selected_version` (the pin unless the environment names another).
+    """
+    version = version or selected_version()
     found = find_binaries(version)
     if found is not None:
         return found
@@ -125,8 +147,11 @@ def build(version: str = KUBERNETES_VERSION, *, log: bool = True) -> Path:
     The build goes to a temporary folder beside the cache and is renamed into place, so an
     interrupted build never leaves a half-filled cache that a later run would trust.
     """
-    if version != KUBERNETES_VERSION:
-        raise BinariesError(f"only {KUBERNETES_VERSION} can be built (gobuild/go.mod pins it)")
+    if version not in MODULES:
+        raise BinariesError(
+            f"Kubernetes {version} cannot be built: only {', '.join(MODULES)} have a Go module here"
+        )
+    module_dir, etcd_version = MODULES[version]
     go = _go()
     target = cache_dir(version)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,11 +173,11 @@ def build(version: str = KUBERNETES_VERSION, *, log: bool = True) -> Path:
     started = time.monotonic()
     say(
         log,
-        f"evictwatch: building etcd {ETCD_VERSION}, kube-apiserver and kube-controller-manager "
+        f"evictwatch: building etcd {etcd_version}, kube-apiserver and kube-controller-manager "
         f"{version} with {go} (first run only; about 5 minutes on 2 cores)",
     )
     with staged_into(staging, target, COMPONENTS, BinariesError):
-        run_with_progress(command, env, GO_MODULE_DIR, log=log, started=started, what="the control plane")
+        run_with_progress(command, env, module_dir, log=log, started=started, what="the control plane")
     say(log, f"evictwatch: built in {time.monotonic() - started:.0f} s into {target}")
     return target
 

@@ -90,6 +90,11 @@ class ControlPlane:
     start_timeout: float = 90.0
     audit_log: bool = True
     extra_apiserver_args: list[str] = field(default_factory=list)
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+    """Test-only: feature gates for kube-apiserver and kube-controller-manager (an alpha API)."""
+    runtime_config: dict[str, bool] = field(default_factory=dict)
+    """Test-only: API groups/versions to serve or not (``--runtime-config``), e.g.
+    ``{"lifecycle.k8s.io/v1alpha1": True}``; alpha versions also need this besides their gate."""
 
     host: str = "127.0.0.1"
     etcd_port: int = 0
@@ -258,7 +263,7 @@ class ControlPlane:
                 "--audit-log-format=json",
                 "--audit-log-mode=blocking",
             ]
-        self._spawn("kube-apiserver", args + self.extra_apiserver_args)
+        self._spawn("kube-apiserver", args + self._gate_args(runtime_config=True) + self.extra_apiserver_args)
         self._wait_until("kube-apiserver", lambda: self._http_ok(f"{self.url}/readyz", tls=True))
 
     def restart_apiserver(self) -> None:
@@ -294,12 +299,26 @@ class ControlPlane:
                 f"--root-ca-file={self.workdir / 'ca.crt'}",
                 "--concurrent-gc-syncs=5",
                 "--v=1",
+                *self._gate_args(runtime_config=False),
             ],
         )
         self._wait_until(
             "kube-controller-manager",
             lambda: self._http_ok(f"https://{self.host}:{port}/healthz", tls=True, verify=False),
         )
+
+    def _gate_args(self, *, runtime_config: bool) -> list[str]:
+        """``--feature-gates`` (and, for the API server, ``--runtime-config``); none by default."""
+        args = []
+        if self.feature_gates:
+            gates = ",".join(f"{name}={str(on).lower()}" for name, on in sorted(self.feature_gates.items()))
+            args.append(f"--feature-gates={gates}")
+        if runtime_config and self.runtime_config:
+            versions = ",".join(
+                f"{name}={str(on).lower()}" for name, on in sorted(self.runtime_config.items())
+            )
+            args.append(f"--runtime-config={versions}")
+        return args
 
     # ---- credentials -----------------------------------------------------------------------
     def _write_pki(self) -> None:

@@ -35,6 +35,30 @@ def control_plane() -> Iterator[ControlPlane]:
         cp.stop()
 
 
+EVICTION_REQUEST_GATES = {"EvictionRequestAPI": True}
+EVICTION_REQUEST_VERSIONS = {"lifecycle.k8s.io/v1alpha1": True}
+
+
+@pytest.fixture(scope="session")
+def eviction_request_control_plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
+    """A second control plane (etcd + kube-apiserver) that serves the alpha Eviction Request API.
+
+    Only the tests that need ``lifecycle.k8s.io/v1alpha1`` use it; every other test keeps the
+    default control plane, gates as they ship.
+    """
+    cp = ControlPlane(
+        binaries=control_plane.binaries,
+        audit_log=False,
+        feature_gates=EVICTION_REQUEST_GATES,
+        runtime_config=EVICTION_REQUEST_VERSIONS,
+    )
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
 @pytest.fixture(scope="session")
 async def kube(control_plane: ControlPlane) -> AsyncIterator[AsyncClient]:
     """An admin lightkube AsyncClient."""

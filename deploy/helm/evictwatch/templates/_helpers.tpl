@@ -78,6 +78,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "evictwatch.config" -}}
 {{- $defaults := dict }}
 {{- $_ := set $defaults "controller" (dict "leaderElection" (dict "leaseName" (include "evictwatch.fullname" .))) }}
+{{- $_ := set $defaults "watchers" (dict "evictionRequests" .Values.doors.evictionRequests) }}
 {{- if not (hasKey .Values.config "self") }}
 {{- $_ := set $defaults "self" (dict "namespace" .Release.Namespace "labels" (include "evictwatch.selectorLabels" . | fromYaml)) }}
 {{- end }}
