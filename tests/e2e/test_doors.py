@@ -111,7 +111,7 @@ async def test_kubelet_ephemeral_storage_eviction_without_a_condition_is_recorde
             "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": stamp()}],
         },
     )
-    record = await record_of(cluster.client, cluster.namespace, "scratchy", "Failed")
+    record = await record_of(cluster.client, cluster.namespace, "scratchy", "EvictedByKubelet")
     assert record["spec"]["source"] == "Kubelet"
     assert record["spec"]["reason"] == "Evicted"
     assert record["spec"]["message"] == message
