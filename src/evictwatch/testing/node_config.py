@@ -142,6 +142,8 @@ def kubelet_config(
         "nodeStatusReportFrequency": "10s",
         "syncFrequency": "10s",
         "evictionPressureTransitionPeriod": "5s",
+        # emptyDir usage is measured this often (default 1 m): the ephemeral-storage limit's clock.
+        "volumeStatsAggPeriod": "2s",
         "evictionHard": dict(eviction_hard),
         "evictionMaxPodGracePeriod": 5,
         # The memory threshold is checked on the kernel's notification, not only every 10 s.

@@ -139,3 +139,14 @@ async def kubelet_record(client: AsyncClient, namespace: str, pod: str, *, timeo
         return None
 
     return await wait_for(probe, timeout=timeout, interval=0.5, what=f"a settled record of {pod}")
+
+
+async def wait_evicted(client: AsyncClient, namespace: str, name: str, *, timeout: float = 60) -> Pod:
+    """Wait until the kubelet has written the Pod Failed with reason Evicted."""
+
+    async def probe() -> Pod | None:
+        pod = await client.get(Pod, name, namespace=namespace)
+        return pod if pod.status and pod.status.phase == "Failed" and pod.status.reason == "Evicted" else None
+
+    found: Pod = await wait_for(probe, timeout=timeout, interval=0.5, what=f"the kubelet to evict {name}")
+    return found
