@@ -314,22 +314,38 @@ def evict(
 
 @main.command()
 @click.option("--once", is_flag=True, help="Exit after the demo instead of waiting for Ctrl-C.")
-def sandbox(once: bool) -> None:
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: one document {node, records} on stdout (progress goes to stderr).",
+)
+@click.option(
+    "--node",
+    "node_choice",
+    type=click.Choice(["auto", "real", "fake"]),
+    default="auto",
+    help="auto: a real kubelet where the machine allows (root, cgroups, runc), else a Node object.",
+)
+def sandbox(once: bool, output: str, node_choice: str) -> None:
     """Try evictwatch without a cluster: a local control plane, the operator, a demo drain.
 
     Builds kube-apiserver on first use (a few minutes), starts it with etcd and
     kube-controller-manager on 127.0.0.1, runs the operator with a self-signed webhook, makes a
     demo Deployment with a PodDisruptionBudget, evicts (one allowed, one blocked, one dry run),
-    and shows the records. Everything stays up for kubectl until Ctrl-C.
+    and shows the records. As root, the Pods run on a real node (containerd and a kubelet,
+    also built on first use). Everything stays up for kubectl until Ctrl-C.
     """
     from . import sandbox as demo
     from .testing.binaries import BinariesError
     from .testing.controlplane import ControlPlane, ControlPlaneError
+    from .testing.node import NodeError
+    from .testing.node_binaries import NodeBinariesError
 
     setup_logging("WARNING")
 
     def say(text: str) -> None:
-        click.echo(f"sandbox: {text}")
+        click.echo(f"sandbox: {text}", err=output == "json")
 
     try:
         say("starting etcd, kube-apiserver and kube-controller-manager ...")
@@ -337,15 +353,27 @@ def sandbox(once: bool) -> None:
     except (BinariesError, ControlPlaneError) as error:
         _fail(str(error), EXIT_CLUSTER)
         return
+    try:
+        real_node = demo.start_node(cp, node_choice, say)
+    except (NodeError, NodeBinariesError) as error:
+        cp.stop()
+        _fail(str(error).splitlines()[0], EXIT_CLUSTER)
+        return
+    node = demo.DemoNode.of(real_node)
 
     async def main() -> None:
         operator = await demo.start_operator(cp)
         try:
             say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
-            records = await demo.run_demo(cp, operator, say)
-            click.echo("")
-            click.echo(demo.show(records))
-            click.echo("")
+            kind = f"a real kubelet {node.kubelet_version}" if node.real else "a fake node (no kubelet)"
+            say(f"node: {node.name}, {kind}")
+            records = await demo.run_demo(cp, operator, say, node)
+            if output == "json":
+                click.echo(json.dumps(demo.document(node, records), indent=2))
+            else:
+                click.echo("")
+                click.echo(demo.show(records))
+                click.echo("")
             say(
                 f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
                 "evictwatch get -A; evictwatch describe demo/<pod>"
@@ -365,6 +393,10 @@ def sandbox(once: bool) -> None:
     try:
         asyncio.run(main())
     finally:
+        if real_node is not None:
+            left = real_node.stop()
+            if left:
+                say(f"the real node left host changes behind: {left}")
         cp.stop()
         say("stopped; nothing left running")
 

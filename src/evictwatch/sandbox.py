@@ -1,10 +1,14 @@
 """``evictwatch sandbox``: everything on one machine, for people without a cluster.
 
 It starts the local control plane (building it on first use), runs the operator against it
-with a self-signed webhook, makes a demo Deployment whose Pods run on a fake Node, protects
-them with a PodDisruptionBudget, and evicts: one allowed, one refused by the budget (and
-retried, as kubectl drain does), one dry run. Then it shows the records, and keeps
-everything running for exploring with kubectl until Ctrl-C (or exits with ``--once``).
+with a self-signed webhook, makes a demo Deployment, protects it with a PodDisruptionBudget,
+and evicts: one allowed, one refused by the budget (and retried, as kubectl drain does), one
+dry run. Then it shows the records, and keeps everything running for exploring with kubectl
+until Ctrl-C (or exits with ``--once``).
+
+Where the machine can run one (root, cgroups, runc: see :mod:`.testing.node`), the Pods run
+on a real node, containerd and a kubelet, and are Running when they are evicted; elsewhere
+they are bound to a Node object that nothing runs behind, and the sandbox says which it is.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import asyncio
 import datetime
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lightkube import AsyncClient
+from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Namespace
 
 from . import views
@@ -24,9 +30,35 @@ from .operator import Operator
 from .records.resource import PodEviction
 from .testing.cluster import Cluster, create_namespace, wait_for
 from .testing.controlplane import ControlPlane
+from .testing.node import NodeError, RealNode, why_no_real_node
+from .testing.node_binaries import NodeBinariesError
+from .testing.node_pods import deployment, pod_spec, wait_running
 
 DEMO_NAMESPACE = "demo"
+FAKE_NODE = "sandbox-node-1"
+LABELS = {"app": "shop"}
+READY_AFTER_SECONDS = 8
+"""On a real node a replacement Pod is Ready this long after it starts, so that the budget
+still refuses the second eviction while the demo retries it."""
 Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoNode:
+    """Which node the demo's Pods are on: a real kubelet, or a Node object and nothing behind."""
+
+    name: str
+    real: bool
+    kubelet_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "real": self.real, "kubeletVersion": self.kubelet_version}
+
+    @classmethod
+    def of(cls, node: RealNode | None) -> DemoNode:
+        if node is None:
+            return cls(FAKE_NODE, False, None)
+        return cls(node.name, True, node.kubelet_version())
 
 
 async def _records(client: AsyncClient) -> list[dict[str, Any]]:
@@ -51,7 +83,22 @@ async def start_operator(cp: ControlPlane, *, blocked_after: float = 5.0) -> Ope
     return operator
 
 
-async def run_demo(cp: ControlPlane, operator: Operator, say: Say) -> list[dict[str, Any]]:
+async def _make_pods(cluster: Cluster, node: DemoNode) -> list[str]:
+    """Three Pods of Deployment shop: running on the real node, or bound to the fake one."""
+    if not node.real:
+        await cluster.create_node(node.name)
+        pods = await cluster.create_deployment("shop", LABELS, replicas=3)
+        for pod in pods:
+            await cluster.bind(pod, node.name)
+            await cluster.mark_ready(pod)
+        return pods
+    spec = pod_spec(node.name, ready_after=READY_AFTER_SECONDS, grace_seconds=5)
+    await cluster.client.create(from_dict(deployment("shop", DEMO_NAMESPACE, LABELS, spec, replicas=3)))
+    running = await wait_running(cluster.client, DEMO_NAMESPACE, count=3, labels=LABELS, timeout=90)
+    return sorted(p.metadata.name for p in running if p.metadata is not None and p.metadata.name)
+
+
+async def run_demo(cp: ControlPlane, operator: Operator, say: Say, node: DemoNode) -> list[dict[str, Any]]:
     """Make the demo workload, evict as a drain would, and return the settled records."""
     client = operator.client
     assert client is not None
@@ -61,13 +108,10 @@ async def run_demo(cp: ControlPlane, operator: Operator, say: Say) -> list[dict[
     if DEMO_NAMESPACE not in existing:
         await create_namespace(client, DEMO_NAMESPACE)
     cluster = Cluster(cp, client, DEMO_NAMESPACE)
-    node = await cluster.create_node("sandbox-node-1")
-    pods = await cluster.create_deployment("shop", {"app": "shop"}, replicas=3)
-    for pod in pods:
-        await cluster.bind(pod, node)
-        await cluster.mark_ready(pod)
-    await cluster.create_pdb("shop", {"app": "shop"}, min_available=2)
-    say(f"Deployment demo/shop: 3 Pods on {node}, PodDisruptionBudget minAvailable=2")
+    pods = await _make_pods(cluster, node)
+    await cluster.create_pdb("shop", LABELS, min_available=2)
+    state = "Running" if node.real else "marked Ready by hand"
+    say(f"Deployment demo/shop: 3 Pods on {node.name} ({state}), PodDisruptionBudget minAvailable=2")
     first = await cluster.evict(pods[0])
     say(f"evict {pods[0]}: HTTP {first.status} (the budget allows one disruption)")
     for attempt in range(1, 4):
@@ -90,3 +134,30 @@ def show(records: list[dict[str, Any]]) -> str:
     now = datetime.datetime.now(datetime.UTC)
     headers = views.COLUMNS + views.WIDE
     return views.table([views.row(r, now, wide=True) for r in views.select(records, now=now)], headers)
+
+
+def start_node(cp: ControlPlane, choice: str, say: Say) -> RealNode | None:
+    """``auto``: a real node where the machine allows, else none; ``real``: one or an error."""
+    if choice == "fake":
+        return None
+    reason = why_no_real_node()
+    if reason is None:
+        say("starting a real node: containerd and a kubelet (built on first use) ...")
+        try:
+            node = RealNode(cp).start()
+        except (NodeError, NodeBinariesError) as error:
+            if choice == "real":
+                raise
+            reason = str(error).splitlines()[0]
+        else:
+            say(f"real node {node.name} Ready in {node.started_seconds:.1f} s")
+            return node
+    if choice == "real":
+        raise NodeError(f"no real node on this machine: {reason}")
+    say(f"no real node here ({reason}); the demo's Pods go on a Node object with no kubelet behind it")
+    return None
+
+
+def document(node: DemoNode, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``--output json`` prints: the node the demo ran on and the records as the API has them."""
+    return {"node": node.to_dict(), "records": records}

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -139,23 +139,36 @@ class RealNode:
         return self
 
     def stop(self) -> list[str]:
-        """Stop everything and undo the host changes; returns what could not be undone."""
+        """Stop everything and undo the host changes; returns what could not be undone.
+
+        Each step runs even if one before it failed, so that a stuck kubelet never keeps the
+        host from being restored; safe to call twice.
+        """
         problems: list[str] = []
-        self._stop_process("kubelet")
-        if self._snapshot is not None:
-            self._snapshot._kill_cgroup_processes()
-        self._stop_process("containerd")
-        self._kill_shims()
-        if self._processes == {} and self.workdir is not None:
-            self._delete_node_object()
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("stop the kubelet", lambda: self._stop_process("kubelet")),
+            ("kill the containers", self._kill_containers),
+            ("stop containerd", lambda: self._stop_process("containerd")),
+            ("kill the shims", self._kill_shims),
+            ("delete the Node", self._delete_node_object),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - reported, and the next steps still run
+                problems.append(f"{what}: {error}")
         if self._snapshot is not None and self.workdir is not None:
-            problems = self._snapshot.restore(under=self.workdir)
+            problems += self._snapshot.restore(under=self.workdir)
             self._snapshot = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
         self._release()
         return problems
+
+    def _kill_containers(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.kill_cgroup_processes()
 
     # ---- containerd ------------------------------------------------------------------------
     def _start_containerd(self) -> None:
@@ -230,7 +243,7 @@ class RealNode:
         self._wait("kubelet", ready)
 
     def _delete_node_object(self) -> None:
-        with contextlib.suppress(OSError, NodeError):
+        if self.workdir is not None:  # started: the Node object may exist
             self.api("DELETE", f"/api/v1/nodes/{self.name}")
 
     def api(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any] | None:

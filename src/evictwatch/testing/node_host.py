@@ -135,7 +135,7 @@ class HostSnapshot:
         piece does not keep the others from being cleaned up.
         """
         problems: list[str] = []
-        self._kill_cgroup_processes()
+        self.kill_cgroup_processes()
         self._unmount_new(under)
         for name in sorted(netns() - self.netns):
             _quiet(["umount", str(NETNS_DIR / name)])
@@ -159,7 +159,7 @@ class HostSnapshot:
                 shutil.rmtree(path, ignore_errors=True)
         return problems + self.differences()
 
-    def _kill_cgroup_processes(self) -> None:
+    def kill_cgroup_processes(self) -> None:
         """SIGKILL what still runs in new kubepods cgroups: our containers, nothing else's."""
         for _ in range(20):
             pids = {pid for root in self._new_cgroups() for pid in _cgroup_pids(root)}
@@ -182,8 +182,9 @@ class HostSnapshot:
 
     def _remove_new_cgroups(self, problems: list[str]) -> None:
         for root in self._new_cgroups():
-            folders = sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-            for folder in [*folders, root]:
+            # os.walk, not rglob: it shrugs off folders the kubelet removes while we look.
+            folders = [Path(top) for top, _, _ in os.walk(root, topdown=False)]
+            for folder in folders:
                 for _ in range(20):
                     try:
                         folder.rmdir()
@@ -219,9 +220,9 @@ def _tables(dump: str) -> set[str]:
 
 def _cgroup_pids(root: Path) -> set[int]:
     pids: set[int] = set()
-    for procs in root.rglob("cgroup.procs"):
+    for top, _, _ in os.walk(root):
         with contextlib.suppress(OSError, ValueError):
-            pids.update(int(line) for line in procs.read_text().split())
+            pids.update(int(line) for line in (Path(top) / "cgroup.procs").read_text().split())
     return pids
 
 
