@@ -378,6 +378,8 @@ def sandbox(once: bool, output: str, node_choice: str) -> None:
                 f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
                 "evictwatch get -A; evictwatch describe demo/<pod>"
             )
+            if real_node is not None:
+                say(f"drain the real node with: {real_node.kubectl} drain {node.name} --ignore-daemonsets")
             if not once:
                 say("running until Ctrl-C")
                 stop = asyncio.Event()
