@@ -360,40 +360,8 @@ def sandbox(once: bool, output: str, node_choice: str) -> None:
         _fail(str(error).splitlines()[0], EXIT_CLUSTER)
         return
     node = demo.DemoNode.of(real_node)
-
-    async def main() -> None:
-        operator = await demo.start_operator(cp)
-        try:
-            say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
-            kind = f"a real kubelet {node.kubelet_version}" if node.real else "a fake node (no kubelet)"
-            say(f"node: {node.name}, {kind}")
-            records = await demo.run_demo(cp, operator, say, node)
-            if output == "json":
-                click.echo(json.dumps(demo.document(node, records), indent=2))
-            else:
-                click.echo("")
-                click.echo(demo.show(records))
-                click.echo("")
-            say(
-                f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
-                "evictwatch get -A; evictwatch describe demo/<pod>"
-            )
-            if real_node is not None:
-                say(f"drain the real node with: {real_node.kubectl} drain {node.name} --ignore-daemonsets")
-            if not once:
-                say("running until Ctrl-C")
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                await stop.wait()
-        finally:
-            await operator.stop()
-            if operator.client is not None:
-                await operator.client.close()
-
     try:
-        asyncio.run(main())
+        asyncio.run(demo.serve(cp, node, real_node, once=once, output=output, echo=click.echo, say=say))
     finally:
         if real_node is not None:
             left = real_node.stop()

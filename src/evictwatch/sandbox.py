@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import secrets
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -161,3 +163,40 @@ def start_node(cp: ControlPlane, choice: str, say: Say) -> RealNode | None:
 def document(node: DemoNode, records: list[dict[str, Any]]) -> dict[str, Any]:
     """What ``--output json`` prints: the node the demo ran on and the records as the API has them."""
     return {"node": node.to_dict(), "records": records}
+
+
+async def serve(
+    cp: ControlPlane,
+    node: DemoNode,
+    real_node: RealNode | None,
+    *,
+    once: bool,
+    output: str,
+    echo: Say,
+    say: Say,
+) -> None:
+    """Run the operator and the demo, print the records (``echo``), then wait for Ctrl-C."""
+    operator = await start_operator(cp)
+    try:
+        say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
+        kind = f"a real kubelet {node.kubelet_version}" if node.real else "a fake node (no kubelet)"
+        say(f"node: {node.name}, {kind}")
+        records = await run_demo(cp, operator, say, node)
+        echo(json.dumps(document(node, records), indent=2) if output == "json" else f"\n{show(records)}\n")
+        say(
+            f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
+            "evictwatch get -A; evictwatch describe demo/<pod>"
+        )
+        if real_node is not None:
+            say(f"drain the real node with: {real_node.kubectl} drain {node.name} --ignore-daemonsets")
+        if not once:
+            say("running until Ctrl-C")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+    finally:
+        await operator.stop()
+        if operator.client is not None:
+            await operator.client.close()
