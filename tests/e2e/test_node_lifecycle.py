@@ -8,6 +8,7 @@ import signal
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,9 +55,10 @@ async def test_a_running_pod_changes_the_host_and_stop_undoes_it(
 CHILD = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
     from evictwatch.testing.controlplane import ControlPlane
     from evictwatch.testing.node import RealNode
-    with ControlPlane() as cp:
+    with ControlPlane(workdir=Path(sys.argv[1])) as cp:
         node = RealNode(cp)
         try:
             node.start()
@@ -69,10 +71,15 @@ CHILD = textwrap.dedent(
 )
 
 
-async def test_sigterm_stops_the_node_and_restores_the_host() -> None:
+async def test_sigterm_stops_the_node_and_restores_the_host(tmp_path: Path) -> None:
     before = HostSnapshot()
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        sys.executable,
+        "-c",
+        CHILD,
+        str(tmp_path / "cp"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert child.stdout is not None
     lines: list[str] = []
@@ -92,4 +99,38 @@ async def test_sigterm_stops_the_node_and_restores_the_host() -> None:
             child.kill()
             await child.wait()
     assert "left []" in rest, rest[-3000:]
+    assert before.differences() == []
+
+
+async def test_a_node_killed_outright_is_cleaned_up_by_the_next(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """SIGKILL gives a node no chance to clean up; the next node finds its state file and does."""
+    before = HostSnapshot()
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        str(tmp_path / "cp"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert child.stdout is not None
+    try:
+        line = ""
+        while line.strip() != "ready":
+            line = (await asyncio.wait_for(child.stdout.readline(), 180)).decode()
+            assert line, "the child exited before its node was ready"
+    finally:
+        child.kill()
+        await child.wait()
+    assert before.differences() != []  # what the killed node left: sysctls, /run/containerd, ...
+    node = RealNode(control_plane)
+    await asyncio.to_thread(node.start)
+    try:
+        assert node.recovered, "the next node found nothing to undo"
+        assert any(line.startswith("sysctl ") for line in node.recovered), node.recovered
+    finally:
+        left = await asyncio.to_thread(node.stop)
+    assert left == []
     assert before.differences() == []

@@ -39,6 +39,9 @@ from .node_config import CNI_BIN_DIR, DEFAULT_EVICTION_HARD, cni_config, contain
 from .node_host import HostSnapshot
 
 LOCK_PATH = Path("/run/evictwatch-node.lock")
+STATE_PATH = Path("/run/evictwatch-node.json")
+"""The host snapshot and folder of the running node: what the next node restores first if
+this one's process was killed (SIGKILL leaves no chance to clean up)."""
 NODE_NAME = "evictwatch-node"
 _CHILD_PATH = "/usr/bin:/bin"
 """The PATH of containerd and the kubelet: without /usr/sbin they find no iptables, so the
@@ -96,6 +99,8 @@ class RealNode:
     start_timeout: float = 120.0
     workdir: Path | None = None
     started_seconds: float = 0.0
+    recovered: list[str] = field(default_factory=list)
+    """What a killed node had left on the host, undone before this one started."""
     _processes: dict[str, _Process] = field(default_factory=dict)
     _snapshot: HostSnapshot | None = None
     _lock: IO[str] | None = None
@@ -123,8 +128,10 @@ class RealNode:
             self.binaries = ensure_node_binaries()
         began = time.monotonic()
         self._take_lock()
+        self.recovered = self._recover_killed_node()
         self._snapshot = HostSnapshot()
         self.workdir = Path(tempfile.mkdtemp(prefix="evictwatch-node-", dir="/var/tmp"))
+        STATE_PATH.write_text(json.dumps({"workdir": str(self.workdir), "host": self._snapshot.to_json()}))
         self._trap_signals()
         atexit.register(self.stop)
         try:
@@ -163,8 +170,25 @@ class RealNode:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+            STATE_PATH.unlink(missing_ok=True)
         self._release()
         return problems
+
+    def _recover_killed_node(self) -> list[str]:
+        """Undo what a killed node left (its state file survives it); returns what was found."""
+        if not STATE_PATH.is_file():
+            return []
+        state = json.loads(STATE_PATH.read_text())
+        snapshot, workdir = HostSnapshot.from_json(state["host"]), Path(state["workdir"])
+        left = snapshot.differences()
+        snapshot.kill_cgroup_processes()
+        self._kill_shims()
+        problems = snapshot.restore(under=workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if problems:
+            raise NodeError(f"a killed node's host changes could not all be undone: {problems}")
+        STATE_PATH.unlink()
+        return left
 
     def _kill_containers(self) -> None:
         if self._snapshot is not None:

@@ -12,6 +12,7 @@ still changed, which lets the tests prove the teardown is complete.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -111,6 +112,32 @@ class HostSnapshot:
     cgroups: list[Path] = field(default_factory=kubepods_cgroups)
     iptables: dict[str, str] = field(default_factory=lambda: {c: iptables_dump(c) for c in IPTABLES})
     absent_paths: list[Path] = field(default_factory=lambda: [p for p in CREATED_PATHS if not p.exists()])
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sysctls": self.sysctls,
+                "mounts": self.mounts,
+                "links": sorted(self.links),
+                "netns": sorted(self.netns),
+                "cgroups": [str(p) for p in self.cgroups],
+                "iptables": self.iptables,
+                "absent_paths": [str(p) for p in self.absent_paths],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HostSnapshot:
+        data = json.loads(text)
+        return cls(
+            sysctls=dict(data["sysctls"]),
+            mounts=list(data["mounts"]),
+            links=set(data["links"]),
+            netns=set(data["netns"]),
+            cgroups=[Path(p) for p in data["cgroups"]],
+            iptables=dict(data["iptables"]),
+            absent_paths=[Path(p) for p in data["absent_paths"]],
+        )
 
     def differences(self) -> list[str]:
         """What differs from the snapshot now, one line each (empty when all is restored)."""
