@@ -35,7 +35,14 @@ from typing import IO, Any
 from . import pki
 from .controlplane import ControlPlane, _die_with_parent, free_port
 from .node_binaries import NodeBinaries, ensure_node_binaries
-from .node_config import CNI_BIN_DIR, DEFAULT_EVICTION_HARD, cni_config, containerd_config, kubelet_config
+from .node_config import (
+    CNI_BIN_DIR,
+    DEFAULT_EVICTION_HARD,
+    SERVICE_IP,
+    cni_config,
+    containerd_config,
+    kubelet_config,
+)
 from .node_host import HostSnapshot
 
 LOCK_PATH = Path("/run/evictwatch-node.lock")
@@ -97,6 +104,9 @@ class RealNode:
     eviction_hard: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EVICTION_HARD))
     binaries: NodeBinaries | None = None
     start_timeout: float = 120.0
+    api_from_pods: bool = False
+    """Let Pods reach the API server at the ``kubernetes`` Service's address (see
+    :func:`.node_config.cni_config`); the caller forwards that address's port 443."""
     workdir: Path | None = None
     started_seconds: float = 0.0
     recovered: list[str] = field(default_factory=list)
@@ -198,7 +208,12 @@ class RealNode:
     def _start_containerd(self) -> None:
         assert self.workdir is not None and self.binaries is not None
         (self.workdir / "cni").mkdir()
-        (self.workdir / "cni" / "10-evictwatch.conflist").write_text(cni_config(self.workdir))
+        conflist = cni_config(self.workdir, api_from_pods=self.api_from_pods)
+        (self.workdir / "cni" / "10-evictwatch.conflist").write_text(conflist)
+        if self.api_from_pods:  # the Service address is the host's (on lo: the bridge takes one only)
+            subprocess.run(
+                ["ip", "addr", "add", f"{SERVICE_IP}/32", "dev", "lo"], check=True, capture_output=True
+            )
         config = self.workdir / "containerd.toml"
         config.write_text(containerd_config(self.workdir, runc=str(shutil.which("runc"))))
         self._spawn("containerd", [str(self.binaries.containerd), "--config", str(config)])
@@ -213,9 +228,13 @@ class RealNode:
     def _import_images(self) -> None:
         assert self.binaries is not None
         for archive in (self.binaries.pause_image, self.binaries.busybox_image):
-            result = self._ctr("images", "import", str(archive))
-            if result.returncode != 0:
-                raise NodeError(f"ctr images import {archive} failed: {result.stderr.strip()}")
+            self.import_image(archive)
+
+    def import_image(self, archive: Path) -> None:
+        """Make a local image archive (docker save layout) available to the node's Pods."""
+        result = self._ctr("images", "import", str(archive))
+        if result.returncode != 0:
+            raise NodeError(f"ctr images import {archive} failed: {result.stderr.strip()}")
 
     def _kill_shims(self) -> None:
         """SIGKILL the runc shims our containerd started (they outlive it by design)."""

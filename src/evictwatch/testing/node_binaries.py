@@ -229,7 +229,13 @@ def _busybox_files() -> tuple[dict[str, bytes], dict[str, str]]:
 
 
 def write_image_archive(
-    path: Path, reference: str, files: dict[str, bytes], links: dict[str, str], entrypoint: list[str]
+    path: Path,
+    reference: str,
+    files: dict[str, bytes],
+    links: dict[str, str],
+    entrypoint: list[str],
+    *,
+    env: list[str] | None = None,
 ) -> None:
     """One-layer image in the ``docker save`` layout: manifest.json, config, layer tar.
 
@@ -237,7 +243,8 @@ def write_image_archive(
     """
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for directory in sorted({str(Path(name).parent) for name in [*files, *links]} - {"."}):
+        parents = {str(p) for name in [*files, *links] for p in Path(name).parents}
+        for directory in sorted(parents - {"."} - set(links)):
             info = tarfile.TarInfo(directory)
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             tar.addfile(info)
@@ -254,7 +261,7 @@ def write_image_archive(
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": entrypoint, "Env": ["PATH=/bin"]},
+        "config": {"Entrypoint": entrypoint, "Env": env or ["PATH=/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
     config_bytes = json.dumps(config, sort_keys=True).encode()

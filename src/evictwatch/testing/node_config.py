@@ -83,8 +83,25 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 """
 
 
-def cni_config(workdir: Path) -> str:
-    """A bridge without a gateway address and without masquerading: no way off the machine."""
+SERVICE_IP = "10.96.0.1"
+"""The ``kubernetes`` Service's address (the control plane's first service IP), where Pods
+look for the API server."""
+
+
+def cni_config(workdir: Path, *, api_from_pods: bool = False) -> str:
+    """A bridge without masquerading and with no default route in the Pods: no way off the machine.
+
+    ``api_from_pods`` gives the bridge the subnet's gateway address and the Pods one route, to
+    the ``kubernetes`` Service's address through it, so that an in-cluster client (the chart's
+    operator) reaches the API server; without it the host has no address on the pod network.
+    """
+    ipam: dict[str, Any] = {
+        "type": "host-local",
+        "ranges": [[{"subnet": POD_SUBNET}]],
+        "dataDir": str(workdir / "cni-ipam"),
+    }
+    if api_from_pods:
+        ipam["routes"] = [{"dst": f"{SERVICE_IP}/32"}]
     config = {
         "cniVersion": "1.0.0",
         "name": "evictwatch",
@@ -92,13 +109,10 @@ def cni_config(workdir: Path) -> str:
             {
                 "type": "bridge",
                 "bridge": BRIDGE,
-                "isGateway": False,
+                "isGateway": api_from_pods,
+                "isDefaultGateway": False,
                 "ipMasq": False,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_SUBNET}]],
-                    "dataDir": str(workdir / "cni-ipam"),
-                },
+                "ipam": ipam,
             }
         ],
     }

@@ -79,6 +79,19 @@ def links() -> set[str]:
     return {path.name for path in Path("/sys/class/net").iterdir()}
 
 
+def addresses() -> set[str]:
+    """Every IPv4 address as "<address/prefix> <link>", e.g. "127.0.0.1/8 lo"."""
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False
+    ).stdout
+    found = set()
+    for line in out.splitlines():
+        words = line.split()
+        if "inet" in words:
+            found.add(f"{words[words.index('inet') + 1]} {words[1]}")
+    return found
+
+
 def netns() -> set[str]:
     return {path.name for path in NETNS_DIR.iterdir()} if NETNS_DIR.is_dir() else set()
 
@@ -108,6 +121,7 @@ class HostSnapshot:
     sysctls: dict[str, str] = field(default_factory=read_sysctls)
     mounts: list[str] = field(default_factory=mount_points)
     links: set[str] = field(default_factory=links)
+    addresses: set[str] = field(default_factory=addresses)
     netns: set[str] = field(default_factory=netns)
     cgroups: list[Path] = field(default_factory=kubepods_cgroups)
     iptables: dict[str, str] = field(default_factory=lambda: {c: iptables_dump(c) for c in IPTABLES})
@@ -119,6 +133,7 @@ class HostSnapshot:
                 "sysctls": self.sysctls,
                 "mounts": self.mounts,
                 "links": sorted(self.links),
+                "addresses": sorted(self.addresses),
                 "netns": sorted(self.netns),
                 "cgroups": [str(p) for p in self.cgroups],
                 "iptables": self.iptables,
@@ -133,6 +148,7 @@ class HostSnapshot:
             sysctls=dict(data["sysctls"]),
             mounts=list(data["mounts"]),
             links=set(data["links"]),
+            addresses=set(data["addresses"]),
             netns=set(data["netns"]),
             cgroups=[Path(p) for p in data["cgroups"]],
             iptables=dict(data["iptables"]),
@@ -149,6 +165,7 @@ class HostSnapshot:
         ]
         lines += [f"mount {point}" for point in now.mounts if point not in self.mounts]
         lines += [f"network link {name}" for name in sorted(now.links - self.links)]
+        lines += [f"address {entry}" for entry in sorted(now.addresses - self.addresses)]
         lines += [f"network namespace {name}" for name in sorted(now.netns - self.netns)]
         lines += [f"cgroup {path}" for path in now.cgroups if path not in self.cgroups]
         lines += [f"{c} rules changed" for c in IPTABLES if now.iptables[c] != self.iptables[c]]
@@ -170,6 +187,9 @@ class HostSnapshot:
                 (NETNS_DIR / name).unlink()
         for name in sorted(links() - self.links):
             _quiet(["ip", "link", "delete", name])
+        for entry in sorted(addresses() - self.addresses):
+            address, link = entry.split()
+            _quiet(["ip", "addr", "del", address, "dev", link])
         self._remove_new_cgroups(problems)
         for name, value in self.sysctls.items():
             try:
