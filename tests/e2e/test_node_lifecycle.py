@@ -19,7 +19,15 @@ from evictwatch.testing.node_host import HostSnapshot
 from evictwatch.testing.node_pods import create_pod, pod_spec, wait_running
 
 
-@pytest.fixture(autouse=True)
+def test_a_machine_without_root_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The skip (or, under CI, the failure) names the reason; not being root is one."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert why_no_real_node() == (
+        "a real node needs root (the kubelet makes cgroups and containerd mounts filesystems)"
+    )
+
+
+@pytest.fixture
 def needs_a_real_node() -> None:
     reason = why_no_real_node()
     if reason is not None:
@@ -28,6 +36,7 @@ def needs_a_real_node() -> None:
         pytest.skip(reason)
 
 
+@pytest.mark.usefixtures("needs_a_real_node")
 async def test_a_running_pod_changes_the_host_and_stop_undoes_it(
     control_plane: ControlPlane, cluster: Cluster
 ) -> None:
@@ -71,6 +80,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.usefixtures("needs_a_real_node")
 async def test_sigterm_stops_the_node_and_restores_the_host(tmp_path: Path) -> None:
     before = HostSnapshot()
     child = await asyncio.create_subprocess_exec(
@@ -102,6 +112,7 @@ async def test_sigterm_stops_the_node_and_restores_the_host(tmp_path: Path) -> N
     assert before.differences() == []
 
 
+@pytest.mark.usefixtures("needs_a_real_node")
 async def test_a_node_killed_outright_is_cleaned_up_by_the_next(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
