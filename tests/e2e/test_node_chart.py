@@ -92,38 +92,56 @@ def helm(cp: ControlPlane, *args: str, values: dict[str, Any] | None = None) -> 
     return result.stdout
 
 
+async def install_and_wait_ready(cp: ControlPlane, node: RealNode, client: AsyncClient) -> None:
+    """``helm install`` with the local image and self-signed certificates; wait for the Pod."""
+    name, tag = IMAGE.rsplit(":", 1)
+    values = {
+        "replicaCount": 1,
+        "image": {"repository": name, "tag": tag, "pullPolicy": "Never"},
+        "certificates": {"mode": "self-signed"},
+        "podDisruptionBudget": {"enabled": False},
+        "nodeSelector": {"kubernetes.io/hostname": node.name},
+    }
+    helm(cp, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace", values=values)
+    system = Cluster(cp, client, NAMESPACE)
+
+    async def ready() -> bool:
+        # No scheduler runs: bind the chart's Pods to the node as kube-scheduler would.
+        async for pod in client.list(Pod, namespace=NAMESPACE):
+            if pod.metadata and pod.metadata.name and pod.spec and not pod.spec.nodeName:
+                await system.bind(pod.metadata.name, node.name)
+        deployment = await client.get(Deployment, RELEASE, namespace=NAMESPACE)
+        return bool(deployment.status and deployment.status.readyReplicas == 1)
+
+    try:
+        await wait_for(ready, timeout=120, interval=1, what="the operator Deployment to be Ready")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{diagnose(cp, node)}") from None
+
+
+async def uninstall_leaves_nothing(cp: ControlPlane, node: RealNode) -> None:
+    helm(cp, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+    assert json.loads(helm(cp, "list", "--all-namespaces", "--output", "json")) == []
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    cluster_kinds = "clusterroles,clusterrolebindings,validatingwebhookconfigurations"
+    kinds = "deployments,pods,services,secrets,configmaps,serviceaccounts,roles,rolebindings"
+
+    async def nothing_left() -> bool:
+        left = kubectl(cp, node, "get", cluster_kinds, "-l", selector, "-o", "name").split()
+        left += kubectl(cp, node, "get", kinds, "-n", NAMESPACE, "-l", selector, "-o", "name").split()
+        return not left
+
+    # The operator's Pod goes last: it stops on SIGTERM once its Deployment is deleted.
+    await wait_for(nothing_left, timeout=60, interval=1, what="helm uninstall to leave nothing")
+
+
 async def test_chart_installs_runs_records_and_uninstalls(
     chart_cluster: tuple[ControlPlane, RealNode], api_for_pods: TcpProxy
 ) -> None:
     cp, node = chart_cluster
     client: AsyncClient = make_client(cp.kubeconfig_path)
     try:
-        name, tag = IMAGE.rsplit(":", 1)
-        values = {
-            "replicaCount": 1,
-            "image": {"repository": name, "tag": tag, "pullPolicy": "Never"},
-            "certificates": {"mode": "self-signed"},
-            "podDisruptionBudget": {"enabled": False},
-            "nodeSelector": {"kubernetes.io/hostname": node.name},
-        }
-        helm(
-            cp, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace", values=values
-        )
-
-        system = Cluster(cp, client, NAMESPACE)
-
-        async def ready() -> bool:
-            # No scheduler runs: bind the chart's Pods to the node as kube-scheduler would.
-            async for pod in client.list(Pod, namespace=NAMESPACE):
-                if pod.metadata and pod.metadata.name and pod.spec and not pod.spec.nodeName:
-                    await system.bind(pod.metadata.name, node.name)
-            deployment = await client.get(Deployment, RELEASE, namespace=NAMESPACE)
-            return bool(deployment.status and deployment.status.readyReplicas == 1)
-
-        try:
-            await wait_for(ready, timeout=120, interval=1, what="the operator Deployment to be Ready")
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{diagnose(cp, node)}") from None
+        await install_and_wait_ready(cp, node, client)
         assert api_for_pods.connections, "the operator never called the API server"
 
         workload = await create_namespace(client, "shop")
@@ -146,19 +164,7 @@ async def test_chart_installs_runs_records_and_uninstalls(
         assert requester.get("username") == "admin", f"the webhook was not reached: {record['spec']}"
         await client.delete(Namespace, workload)
     finally:
-        helm(cp, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
-    try:
-        assert json.loads(helm(cp, "list", "--all-namespaces", "--output", "json")) == []
-        selector = f"app.kubernetes.io/instance={RELEASE}"
-        cluster_kinds = "clusterroles,clusterrolebindings,validatingwebhookconfigurations"
-        kinds = "deployments,pods,services,secrets,configmaps,serviceaccounts,roles,rolebindings"
-
-        async def nothing_left() -> bool:
-            left = kubectl(cp, node, "get", cluster_kinds, "-l", selector, "-o", "name").split()
-            left += kubectl(cp, node, "get", kinds, "-n", NAMESPACE, "-l", selector, "-o", "name").split()
-            return not left
-
-        # The operator's Pod goes last: it stops on SIGTERM once its Deployment is deleted.
-        await wait_for(nothing_left, timeout=60, interval=1, what="helm uninstall to leave nothing")
-    finally:
-        await client.close()
+        try:
+            await uninstall_leaves_nothing(cp, node)
+        finally:
+            await client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube.codecs import from_dict
@@ -28,6 +29,52 @@ async def records_by_pod(cluster: Cluster) -> dict[str, dict[str, Any]]:
     return {item["spec"]["pod"]["name"]: item for item in items}
 
 
+@dataclass
+class Drain:
+    """What a ``kubectl drain`` printed, and what the test saw while it ran."""
+
+    returncode: int | None = None
+    output: str = ""
+    seconds: float = 0.0
+    seen: dict[str, list[str]] = field(default_factory=dict)
+    """Each Pod's record outcomes, in the order they were seen."""
+    gone_at: dict[str, float] = field(default_factory=dict)
+    """When each Pod object disappeared (wall clock)."""
+
+
+async def drain_and_follow(node: RealNode, cluster: Cluster, pods: list[str]) -> Drain:
+    """Run ``kubectl drain`` of the node, noting record outcomes and Pod removals until it exits."""
+    began, result = time.monotonic(), Drain(seen={name: [] for name in pods})
+    drain = await asyncio.create_subprocess_exec(
+        str(node.kubectl),
+        f"--kubeconfig={cluster.cp.kubeconfig_path}",
+        "drain",
+        node.name,
+        "--ignore-daemonsets",
+        "--timeout=120s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    waiting = asyncio.ensure_future(drain.communicate())
+
+    async def follow() -> bool:
+        for name, record in (await records_by_pod(cluster)).items():
+            outcome = (record.get("status") or {}).get("outcome")
+            outcomes = result.seen.get(name)
+            if outcomes is not None and outcome and (not outcomes or outcomes[-1] != outcome):
+                outcomes.append(outcome)
+        for name in pods:
+            if name not in result.gone_at and await cluster.pod_or_none(name) is None:
+                result.gone_at[name] = time.time()
+        return waiting.done()
+
+    await wait_for(follow, timeout=150, interval=0.2, what="kubectl drain to finish")
+    out, _ = await waiting
+    result.returncode, result.output = drain.returncode, out.decode()
+    result.seconds = time.monotonic() - began
+    return result
+
+
 async def test_kubectl_drain_waits_for_the_budget_and_records_each_pod(
     real_node: RealNode, cluster: Cluster, start_operator: StartOperator
 ) -> None:
@@ -46,43 +93,16 @@ async def test_kubectl_drain_waits_for_the_budget_and_records_each_pod(
     originals = {p.metadata.name: p.metadata.uid for p in running if p.metadata and p.metadata.name}
     await cluster.create_pdb("shop", LABELS, min_available=1)
 
-    began = time.monotonic()
-    drain = await asyncio.create_subprocess_exec(
-        str(real_node.kubectl),
-        f"--kubeconfig={cluster.cp.kubeconfig_path}",
-        "drain",
-        real_node.name,
-        "--ignore-daemonsets",
-        "--timeout=120s",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    seen: dict[str, list[str]] = {name: [] for name in originals}
-    gone_at: dict[str, float] = {}
-
-    async def follow() -> bool:
-        """Note each record's outcomes as they change; done when kubectl has exited."""
-        for name, record in (await records_by_pod(cluster)).items():
-            outcome = (record.get("status") or {}).get("outcome")
-            if name in seen and outcome and (not seen[name] or seen[name][-1] != outcome):
-                seen[name].append(outcome)
-        for name in originals:
-            if name not in gone_at and await cluster.pod_or_none(name) is None:
-                gone_at[name] = time.time()
-        return drain.returncode is not None
-
-    waiting = asyncio.ensure_future(drain.wait())
-    await wait_for(follow, timeout=150, interval=0.2, what="kubectl drain to finish")
-    await waiting
-    output = (await drain.stdout.read()).decode() if drain.stdout else ""
-    drained_seconds = time.monotonic() - began
+    drain = await drain_and_follow(real_node, cluster, list(originals))
+    output = drain.output
     assert drain.returncode == 0, output
     assert "Cannot evict pod as it would violate the pod's disruption budget" in output
     assert f"node/{real_node.name} drained" in output
 
     records = await records_by_pod(cluster)
     assert set(records) >= set(originals)
-    blocked = [name for name in originals if seen[name][:1] == ["Blocked"] or "Blocked" in seen[name]]
+    seen, gone_at = drain.seen, drain.gone_at
+    blocked = [name for name in originals if "Blocked" in seen[name]]
     assert blocked, f"no Pod was recorded Blocked: {seen}"
     for name, uid in originals.items():
         record = records[name]
@@ -95,7 +115,7 @@ async def test_kubectl_drain_waits_for_the_budget_and_records_each_pod(
         assert record["spec"]["requester"]["component"] == "kubectl"
         assert record["status"]["node"]["unschedulable"] is True  # kubectl cordoned it first
     for name in blocked:
-        assert seen[name][-1] == "Evicted"
+        assert seen[name][-1] == "Evicted" and seen[name].index("Blocked") < len(seen[name]) - 1
         assert records[name]["spec"]["attempts"] >= 2, records[name]["spec"]
 
     # kubectl waited for each container to stop: each Pod went away only after its container
@@ -105,4 +125,4 @@ async def test_kubectl_drain_waits_for_the_budget_and_records_each_pod(
         for name in originals
     }
     assert all(seconds >= STOP_SECONDS for seconds in stopped.values()), stopped
-    print(f"drain took {drained_seconds:.1f} s; outcomes {seen}; stopped after eviction {stopped} s")
+    print(f"drain took {drain.seconds:.1f} s; outcomes {seen}; stopped after eviction {stopped} s")
