@@ -179,21 +179,39 @@ main.add_command(about.completion)
 
 @main.command()
 @click.option("--once", is_flag=True, help="Exit after the demo instead of waiting for Ctrl-C.")
-def sandbox(once: bool) -> None:
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="json: one document {node, records} on stdout (progress goes to stderr).",
+)
+@click.option(
+    "--node",
+    "node_choice",
+    type=click.Choice(["auto", "real", "fake"]),
+    default="auto",
+    help="auto: a real kubelet where the machine allows (root, cgroups, runc), else a Node object.",
+)
+def sandbox(once: bool, output: str, node_choice: str) -> None:
     """Try evictwatch without a cluster: a local control plane, the operator, a demo drain.
 
     Builds kube-apiserver on first use (a few minutes), starts it with etcd and
     kube-controller-manager on 127.0.0.1, runs the operator with a self-signed webhook, makes a
     demo Deployment with a PodDisruptionBudget, evicts (one allowed, one blocked, one dry run),
-    and shows the records. Everything stays up for kubectl until Ctrl-C.
+    and shows the records. As root, the Pods run on a real node (containerd and a kubelet,
+    also built on first use). Everything stays up for kubectl until Ctrl-C.
     """
     from .testing import sandbox as demo  # the harness at work; it needs no test extra (DESIGN.md)
 
     setup_logging("WARNING")
+
+    def say(text: str) -> None:
+        click.echo(f"sandbox: {text}", err=output == "json")
+
     try:
-        demo.run_sandbox(once, say=lambda text: click.echo(f"sandbox: {text}"), echo=click.echo)
+        demo.run_sandbox(once, say, click.echo, node_choice=node_choice, output=output)
     except demo.START_ERRORS as error:
-        _fail(str(error), EXIT_CLUSTER)
+        _fail(str(error).splitlines()[0], EXIT_CLUSTER)
 
 
 @main.command()

@@ -21,6 +21,7 @@ from ..kube.client import make_client
 from ..operator import Operator
 from .cluster import Cluster, create_namespace, unique
 from .controlplane import ControlPlane, free_port
+from .node import RealNode, why_no_real_node
 
 
 @pytest.fixture(scope="session")
@@ -162,3 +163,30 @@ async def settling_operator(
 async def metrics_operator(start_operator: StartOperator, cluster: Cluster) -> Operator:
     """:func:`settling_operator` with the defaults."""
     return await settling_operator(start_operator, cluster)
+
+
+@pytest.fixture(scope="module")
+def real_node_options() -> dict[str, Any]:
+    """Keyword arguments for :class:`RealNode`; a test module overrides this to change them."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def real_node(control_plane: ControlPlane, real_node_options: dict[str, Any]) -> Iterator[RealNode]:
+    """A real node (containerd + kubelet) registered with the control plane, one per module.
+
+    Skipped where the machine cannot run one (not root, no cgroups, no runc), except under
+    ``CI=true``, where a skip would hide that the real-node tests never ran: there it fails.
+    Teardown fails the test module if any host change could not be undone.
+    """
+    reason = why_no_real_node()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the real-node tests, but {reason}")
+        pytest.skip(reason)
+    node = RealNode(control_plane, **real_node_options).start()
+    try:
+        yield node
+    finally:
+        left = node.stop()
+    assert not left, f"the real node left host changes behind: {left}"

@@ -1,10 +1,14 @@
 """``evictwatch sandbox``: everything on one machine, for people without a cluster.
 
 It starts the local control plane (building it on first use), runs the operator against it
-with a self-signed webhook, makes a demo Deployment whose Pods run on a fake Node, protects
-them with a PodDisruptionBudget, and evicts: one allowed, one refused by the budget (and
-retried, as kubectl drain does), one dry run. Then it shows the records, and keeps
-everything running for exploring with kubectl until Ctrl-C (or exits with ``--once``).
+with a self-signed webhook, makes a demo Deployment, protects it with a PodDisruptionBudget,
+and evicts: one allowed, one refused by the budget (and retried, as kubectl drain does), one
+dry run. Then it shows the records, and keeps everything running for exploring with kubectl
+until Ctrl-C (or exits with ``--once``).
+
+Where the machine can run one (root, cgroups, runc: see :mod:`.testing.node`), the Pods run
+on a real node, containerd and a kubelet, and are Running when they are evicted; elsewhere
+they are bound to a Node object that nothing runs behind, and the sandbox says which it is.
 
 It lives in the harness because it is the harness at work (the control plane, the fake Node,
 the Cluster helpers), and needs nothing beyond the runtime dependencies (no pytest). The CLI's
@@ -16,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
 import secrets
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient
+from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import Namespace
 
 from .. import views
@@ -32,11 +39,37 @@ from ..records.resource import PodEviction
 from .binaries import BinariesError
 from .cluster import Cluster, create_namespace, wait_for
 from .controlplane import ControlPlane, ControlPlaneError
+from .node import NodeError, RealNode, why_no_real_node
+from .node_binaries import NodeBinariesError
+from .node_pods import deployment, pod_spec, wait_running
 
 DEMO_NAMESPACE = "demo"
+FAKE_NODE = "sandbox-node-1"
+LABELS = {"app": "shop"}
+READY_AFTER_SECONDS = 8
+"""On a real node a replacement Pod is Ready this long after it starts, so that the budget
+still refuses the second eviction while the demo retries it."""
 Say = Callable[[str], None]
-START_ERRORS = (BinariesError, ControlPlaneError)
+START_ERRORS = (BinariesError, ControlPlaneError, NodeError, NodeBinariesError)
 """What starting the local control plane can raise: no binaries (and no Go to build them), or no start."""
+
+
+@dataclass(frozen=True)
+class DemoNode:
+    """Which node the demo's Pods are on: a real kubelet, or a Node object and nothing behind."""
+
+    name: str
+    real: bool
+    kubelet_version: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "real": self.real, "kubeletVersion": self.kubelet_version}
+
+    @classmethod
+    def of(cls, node: RealNode | None) -> DemoNode:
+        if node is None:
+            return cls(FAKE_NODE, False, None)
+        return cls(node.name, True, node.kubelet_version())
 
 
 async def _records(client: AsyncClient) -> list[dict[str, Any]]:
@@ -61,7 +94,22 @@ async def start_operator(cp: ControlPlane, *, blocked_after: float = 5.0) -> Ope
     return operator
 
 
-async def run_demo(cp: ControlPlane, operator: Operator, say: Say) -> list[dict[str, Any]]:
+async def _make_pods(cluster: Cluster, node: DemoNode) -> list[str]:
+    """Three Pods of Deployment shop: running on the real node, or bound to the fake one."""
+    if not node.real:
+        await cluster.create_node(node.name)
+        pods = await cluster.create_deployment("shop", LABELS, replicas=3)
+        for pod in pods:
+            await cluster.bind(pod, node.name)
+            await cluster.mark_ready(pod)
+        return pods
+    spec = pod_spec(node.name, ready_after=READY_AFTER_SECONDS, grace_seconds=5)
+    await cluster.client.create(from_dict(deployment("shop", DEMO_NAMESPACE, LABELS, spec, replicas=3)))
+    running = await wait_running(cluster.client, DEMO_NAMESPACE, count=3, labels=LABELS, timeout=90)
+    return sorted(p.metadata.name for p in running if p.metadata is not None and p.metadata.name)
+
+
+async def run_demo(cp: ControlPlane, operator: Operator, say: Say, node: DemoNode) -> list[dict[str, Any]]:
     """Make the demo workload, evict as a drain would, and return the settled records."""
     client = operator.client
     assert client is not None
@@ -71,13 +119,10 @@ async def run_demo(cp: ControlPlane, operator: Operator, say: Say) -> list[dict[
     if DEMO_NAMESPACE not in existing:
         await create_namespace(client, DEMO_NAMESPACE)
     cluster = Cluster(cp, client, DEMO_NAMESPACE)
-    node = await cluster.create_node("sandbox-node-1")
-    pods = await cluster.create_deployment("shop", {"app": "shop"}, replicas=3)
-    for pod in pods:
-        await cluster.bind(pod, node)
-        await cluster.mark_ready(pod)
-    await cluster.create_pdb("shop", {"app": "shop"}, min_available=2)
-    say(f"Deployment demo/shop: 3 Pods on {node}, PodDisruptionBudget minAvailable=2")
+    pods = await _make_pods(cluster, node)
+    await cluster.create_pdb("shop", LABELS, min_available=2)
+    state = "Running" if node.real else "marked Ready by hand"
+    say(f"Deployment demo/shop: 3 Pods on {node.name} ({state}), PodDisruptionBudget minAvailable=2")
     first = await cluster.evict(pods[0])
     say(f"evict {pods[0]}: HTTP {first.status} (the budget allows one disruption)")
     for attempt in range(1, 4):
@@ -102,16 +147,57 @@ def show(records: list[dict[str, Any]]) -> str:
     return views.table([views.row(r, now, wide=True) for r in views.select(records, now=now)], headers)
 
 
-async def _demo(cp: ControlPlane, once: bool, say: Say, echo: Say) -> None:
+def start_node(cp: ControlPlane, choice: str, say: Say) -> RealNode | None:
+    """``auto``: a real node where the machine allows, else none; ``real``: one or an error."""
+    if choice == "fake":
+        return None
+    reason = why_no_real_node()
+    if reason is None:
+        say("starting a real node: containerd and a kubelet (built on first use) ...")
+        try:
+            node = RealNode(cp).start()
+        except (NodeError, NodeBinariesError) as error:
+            if choice == "real":
+                raise
+            reason = str(error).splitlines()[0]
+        else:
+            say(f"real node {node.name} Ready in {node.started_seconds:.1f} s")
+            return node
+    if choice == "real":
+        raise NodeError(f"no real node on this machine: {reason}")
+    say(f"no real node here ({reason}); the demo's Pods go on a Node object with no kubelet behind it")
+    return None
+
+
+def document(node: DemoNode, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``--output json`` prints: the node the demo ran on and the records as the API has them."""
+    return {"node": node.to_dict(), "records": records}
+
+
+async def serve(
+    cp: ControlPlane,
+    node: DemoNode,
+    real_node: RealNode | None,
+    *,
+    once: bool,
+    output: str,
+    echo: Say,
+    say: Say,
+) -> None:
+    """Run the operator and the demo, print the records (``echo``), then wait for Ctrl-C."""
     operator = await start_operator(cp)
     try:
         say(f"kube-apiserver {cp.version()['gitVersion']} at {cp.url}; webhook at {operator.webhook_url}")
-        records = await run_demo(cp, operator, say)
-        echo(f"\n{show(records)}\n")
+        kind = f"a real kubelet {node.kubelet_version}" if node.real else "a fake node (no kubelet)"
+        say(f"node: {node.name}, {kind}")
+        records = await run_demo(cp, operator, say, node)
+        echo(json.dumps(document(node, records), indent=2) if output == "json" else f"\n{show(records)}\n")
         say(
             f"explore with: export KUBECONFIG={cp.kubeconfig_path}; kubectl get pev -A; "
             "evictwatch get -A; evictwatch describe demo/<pod>"
         )
+        if real_node is not None:
+            say(f"drain the real node with: {real_node.kubectl} drain {node.name} --ignore-daemonsets")
         if not once:
             say("running until Ctrl-C")
             stop = asyncio.Event()
@@ -125,17 +211,25 @@ async def _demo(cp: ControlPlane, once: bool, say: Say, echo: Say) -> None:
             await operator.client.close()
 
 
-def run_sandbox(once: bool, say: Say, echo: Say) -> None:
-    """``evictwatch sandbox``: start the control plane, run the demo, stop everything at the end.
+def run_sandbox(once: bool, say: Say, echo: Say, *, node_choice: str = "auto", output: str = "table") -> None:
+    """``evictwatch sandbox``: the control plane, a node (real where it can be), the demo; all
+    stopped at the end.
 
-    ``say`` tells the demo's story line by line, ``echo`` prints the records' table as it is.
-    Raises one of :data:`START_ERRORS` when the control plane cannot start.
+    ``say`` tells the demo's story line by line, ``echo`` prints the records as they are.
+    Raises one of :data:`START_ERRORS` when the control plane or the asked-for node cannot start.
     """
     say("starting etcd, kube-apiserver and kube-controller-manager ...")
     cp = ControlPlane(with_controller_manager=True).start()
+    real_node: RealNode | None = None
     try:
-        asyncio.run(_demo(cp, once, say, echo))
+        real_node = start_node(cp, node_choice, say)
+        node = DemoNode.of(real_node)
+        asyncio.run(serve(cp, node, real_node, once=once, output=output, echo=echo, say=say))
     finally:
+        if real_node is not None:
+            left = real_node.stop()
+            if left:
+                say(f"the real node left host changes behind: {left}")
         cp.stop()
         say("stopped; nothing left running")
 
