@@ -20,6 +20,8 @@ import asyncio
 import datetime
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import httpx2
 
 from bench import common
 from bench.common import Api, OperatorProcess, Target
+from evictwatch import __version__
 
 FINAL = {"Evicted", "Blocked", "PodGone", "Failed"}
 
@@ -61,6 +64,79 @@ async def wait_pdbs(api: Api, namespace: str, count: int, size: int, timeout: fl
     )
 
 
+@dataclass
+class Drain:
+    """One drain's client-side facts."""
+
+    wall: float
+    first_pass: float
+    ended: float
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    last_attempt: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+
+
+async def drain(
+    api: Api, namespace: str, names: list[str], concurrency: int, retries: int, retry_interval: float
+) -> Drain:
+    """Evict every Pod, ``concurrency`` at a time, retrying a 429 like ``kubectl drain``."""
+    semaphore = asyncio.Semaphore(concurrency)
+    attempts: list[dict[str, Any]] = []
+    last_attempt: dict[str, float] = {}
+    first_pass_done: list[float] = []
+    latencies: list[float] = []
+
+    async def one(name: str) -> None:
+        for attempt in range(retries + 1):
+            async with semaphore:
+                started = time.perf_counter()
+                try:
+                    status, body = await api.evict(namespace, name)
+                except httpx2.HTTPError as error:  # a client-side timeout: counted, not retried
+                    status, body = 0, {"message": f"{type(error).__name__}: {error}"}
+                latencies.append(time.perf_counter() - started)
+                seen = time.time()
+            reached = status == 201 or (
+                status == 429 and "disruption budget" in str(body.get("message", "")).lower()
+            )
+            attempts.append({"pod": name, "status": status, "reached": reached, "try": attempt})
+            last_attempt[name] = seen
+            if attempt == 0:
+                first_pass_done.append(time.perf_counter())
+            if status != 429 or attempt == retries:
+                return
+            await asyncio.sleep(retry_interval)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(name) for name in names))
+    ended = time.perf_counter()
+    return Drain(ended - started, max(first_pass_done) - started, ended, attempts, last_attempt, latencies)
+
+
+async def populate(
+    api: Api, namespace: str, names: list[str], group_size: int, blocked: set[int], node_names: list[str]
+) -> float:
+    """The drain's Pods (Running and Ready, in groups) and the PDBs of the blocked groups."""
+    per_second = await common.create_pods(
+        api,
+        namespace,
+        names,
+        labels=lambda i: {"group": f"g{i // group_size}"},
+        node=lambda i: node_names[i % len(node_names)],
+        ready=True,
+    )
+    for group in sorted(blocked):
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": f"g{group}"},
+            "spec": {"minAvailable": group_size, "selector": {"matchLabels": {"group": f"g{group}"}}},
+        }
+        await api.call("POST", f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets", body)
+    await wait_pdbs(api, namespace, len(blocked), group_size)
+    return per_second
+
+
 async def run(
     target: Target,
     *,
@@ -73,7 +149,7 @@ async def run(
     retry_interval: float = 5.0,
     retries: int = 3,
     blocked_after: float = 2.0,
-    workers: int = 4,
+    workers: int | None = None,
     settle_timeout: float = 300.0,
     profile: str | None = None,
 ) -> dict[str, Any]:
@@ -85,38 +161,25 @@ async def run(
     node_names = [f"ewb-{run_id}-node-{j:02d}" for j in range(nodes)]
     async with Api(target, connections=concurrency) as api:
         namespace = await api.create_namespace(f"ewb-{run_id}-storm", {"evictwatch.io/bench-run": run_id})
+        baseline = await api.create_namespace(f"ewb-{run_id}-off")  # no webhook: the drain without us
         for node in node_names:
             await api.create_node(node)
-        print(f"creating {pods} Running+Ready Pods on {nodes} Nodes ...", flush=True)
-        pods_per_second = await common.create_pods(
-            api,
-            namespace,
-            names,
-            labels=lambda i: {"group": f"g{i // group_size}"},
-            node=lambda i: node_names[i % nodes],
-            ready=True,
-        )
-        for group in sorted(blocked):
-            size = len([n for n in names if group_of[n] == group])
-            body = {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": {"name": f"g{group}"},
-                "spec": {"minAvailable": size, "selector": {"matchLabels": {"group": f"g{group}"}}},
-            }
-            await api.call("POST", f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets", body)
-        await wait_pdbs(api, namespace, len(blocked), group_size)
+        print(f"creating 2 x {pods} Running+Ready Pods on {nodes} Nodes ...", flush=True)
+        for where in (baseline, namespace):
+            pods_per_second = await populate(api, where, names, group_size, blocked, node_names)
+        print(f"draining {pods} Pods without the operator (concurrency {concurrency}) ...", flush=True)
+        without = await drain(api, baseline, names, concurrency, retries, retry_interval)
         config = common.operator_config(
             run_id,
             controller={
                 "blockedAfterSeconds": blocked_after,
-                "workers": workers,
+                **({"workers": workers} if workers else {}),
                 "leaderElection": {"leaseName": f"ewb-{run_id}"},
                 # The default (1000 per namespace) would delete the oldest records of a 2,000-Pod drain.
                 "retention": {"maxPerNamespace": 1_000_000},
             },
         )
-        operator = OperatorProcess(target, config, profile=profile)
+        operator = OperatorProcess(target, config, profile=profile, identity=f"bench-storm-{run_id}")
         await operator.start(api)
         try:
             await operator.wait_leading(api)
@@ -130,40 +193,17 @@ async def run(
                 await asyncio.sleep(0.2)
             await common.wait_quiet(operator.pid, window=1.0, below=0.05, timeout=60)
             cpu_before = common.proc_cpu_seconds(operator.pid)
+            audit_from = common.audit_position(target)
             sampler = common.Sampler(operator.pid, interval=0.5).start()
-            semaphore = asyncio.Semaphore(concurrency)
-            attempts: list[dict[str, Any]] = []
-            last_attempt: dict[str, float] = {}
-            first_pass_done: list[float] = []
-            latencies: list[float] = []
-
-            async def drain(name: str) -> None:
-                for attempt in range(retries + 1):
-                    async with semaphore:
-                        started = time.perf_counter()
-                        try:
-                            status, body = await api.evict(namespace, name)
-                        except httpx2.HTTPError as error:  # a client-side timeout: counted, not retried
-                            status, body = 0, {"message": f"{type(error).__name__}: {error}"}
-                        latencies.append(time.perf_counter() - started)
-                        seen = time.time()
-                    reached = status == 201 or (
-                        status == 429 and "disruption budget" in str(body.get("message", "")).lower()
-                    )
-                    attempts.append({"pod": name, "status": status, "reached": reached, "try": attempt})
-                    last_attempt[name] = seen
-                    if attempt == 0:
-                        first_pass_done.append(time.perf_counter())
-                    if status != 429 or attempt == retries:
-                        return
-                    await asyncio.sleep(retry_interval)
-
             print(f"evicting {pods} Pods, concurrency {concurrency} ...", flush=True)
-            started = time.perf_counter()
-            await asyncio.gather(*(drain(name) for name in names))
-            drained = time.perf_counter()
-            wall = drained - started
-            first_pass = max(first_pass_done) - started
+            drained_with = await drain(api, namespace, names, concurrency, retries, retry_interval)
+            attempts, last_attempt, latencies = (
+                drained_with.attempts,
+                drained_with.last_attempt,
+                drained_with.latencies,
+            )
+            wall, first_pass, drained = drained_with.wall, drained_with.first_pass, drained_with.ended
+            drained_wall_clock = time.time()
 
             # Wait for every record to settle.
             attempted = {a["pod"] for a in attempts if a["reached"]}
@@ -177,11 +217,13 @@ async def run(
             all_settled = time.perf_counter() - drained
             usage = await sampler.stop()
             operator_cpu = common.proc_cpu_seconds(operator.pid) - cpu_before
+            calls = common.audit_calls(target, audit_from, f"evictwatch/{__version__} ({operator.identity})")
             hwm = round(common.proc_hwm_mb(operator.pid), 1)
             samples = await operator.metrics()
         finally:
             await operator.stop(api)
-        await api.delete_namespace(namespace)
+        for where in (namespace, baseline):
+            await api.delete_namespace(where)
         for node in node_names:
             await api.delete_node(node)
 
@@ -207,6 +249,11 @@ async def run(
         if outcome == "Blocked" and when is not None and last is not None and when >= last:
             blocked_waits.append(when - last)
     expected_blocked = len([n for n in names if group_of[n] in blocked])
+    outcome_times: dict[str, list[float]] = {}
+    for r in records:
+        when = parse_time((r.get("status") or {}).get("outcomeTime"))
+        if when is not None:
+            outcome_times.setdefault(str((r.get("status") or {}).get("outcome")), []).append(when)
     evicted = statuses.get("201", 0)
     all_settle = [x for values in settle.values() for x in values]
     result = {
@@ -227,6 +274,25 @@ async def run(
             "operator": "separate process, everything on (webhook, controller, watchers, "
             "default sinks: events, metrics, log)",
             "pods_created_per_second": round(pods_per_second, 1),
+        },
+        "without_operator": {
+            "wall_seconds": round(without.wall, 2),
+            "first_pass_seconds": round(without.first_pass, 2),
+            "statuses": dict(Counter(str(a["status"]) for a in without.attempts)),
+            "eviction_call_latency": common.latency_ms(without.latencies),
+        },
+        "drain_wall_ratio_with_over_without": round(wall / without.wall, 3) if without.wall > 0 else None,
+        "api_calls": {
+            "by_call": calls,
+            "per_eviction": round(sum(calls.values()) / max(evicted, 1), 3),
+            "note": "the operator's completed requests (audit log, by its User-Agent), watches left out, "
+            "per Pod evicted; blocked retries and the Blocked-then-Evicted records add writes",
+        },
+        "operator_cpu_ms_per_eviction": round(1000 * operator_cpu / max(evicted, 1), 3),
+        "settled_after_drain_end_seconds": {
+            outcome: round(max(times) - drained_wall_clock, 2)
+            for outcome, times in outcome_times.items()
+            if times
         },
         "results": {
             "wall_seconds": round(wall, 2),
@@ -278,6 +344,8 @@ async def run(
         [
             "pods",
             "wall s",
+            "without s",
+            "x without",
             "1st pass s",
             "evict/s",
             "attempts",
@@ -290,6 +358,8 @@ async def run(
             [
                 pods,
                 res["wall_seconds"],
+                result["without_operator"]["wall_seconds"],
+                result["drain_wall_ratio_with_over_without"],
                 res["first_pass_seconds"],
                 res["evictions_per_second"],
                 len(attempts),
@@ -307,7 +377,9 @@ async def run(
             f"{k} p50 {v['p50_ms'] / 1000:.2f} s p99 {v['p99_ms'] / 1000:.2f} s"
             for k, v in res["settle_latency_by_outcome"].items()
         )
-        + f"; operator CPU {operator_cpu:.1f} s, RSS max {usage.get('rss_mb_max')} MB",
+        + f"; operator CPU {operator_cpu:.1f} s ({result['operator_cpu_ms_per_eviction']} ms per eviction), "
+        f"RSS max {usage.get('rss_mb_max')} MB; API calls per eviction {result['api_calls']['per_eviction']} "
+        f"{calls}; settled after the drain's end {result['settled_after_drain_end_seconds']} s",
         flush=True,
     )
     common.write_result("storm", result, results_dir)
@@ -325,7 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--blocked-after", type=float, default=2.0, help="the operator's controller.blockedAfterSeconds"
     )
-    p.add_argument("--workers", type=int, default=4, help="the operator's controller.workers")
+    p.add_argument(
+        "--workers", type=int, default=None, help="the operator's controller.workers (default: its own)"
+    )
     p.add_argument("--profile", help="run the operator under cProfile and write the profile here")
     args = p.parse_args(argv)
     quick = args.quick
