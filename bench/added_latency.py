@@ -153,12 +153,30 @@ async def run(
     pin: bool = True,
     seed: int = 1,
 ) -> dict[str, Any]:
+    everywhere = os.sched_getaffinity(0)
+    pin = pin and len(everywhere) >= 2 and common.pin_control_plane(target, {min(everywhere)})
+    try:
+        if pin:
+            os.sched_setaffinity(0, {min(everywhere)})  # this client is one of the cluster's others
+        return await _run(target, results_dir, pairs, warmup, pin, seed, everywhere)
+    finally:
+        if pin:  # as it was, for whatever runs next on this control plane
+            os.sched_setaffinity(0, everywhere)
+            common.pin_control_plane(target, everywhere)
+
+
+async def _run(
+    target: Target,
+    results_dir: str | Path | None,
+    pairs: int,
+    warmup: int,
+    pin: bool,
+    seed: int,
+    everywhere: set[int],
+) -> dict[str, Any]:
     run_id = common.short_id()
     rng = random.Random(seed)
-    pin = pin and (os.cpu_count() or 1) >= 2 and common.pin_control_plane(target, {0})
-    operator_cpus = {1} if pin else None
-    if pin:
-        os.sched_setaffinity(0, {0})  # this client is one of the cluster's other clients
+    operator_cpus = {max(everywhere)} if pin else None
     names = [f"p-{i:05d}" for i in range(warmup + pairs)]
     async with Api(target) as setup, Api(target, connections=1) as api:
         namespaces = {
@@ -204,10 +222,10 @@ async def run(
             await installed.wait_leading(setup)
             for series, process in (("installed", installed), ("webhook_only", webhook_only)):
 
-                async def calls(process: OperatorProcess = process) -> float:
+                async def reviews(process: OperatorProcess = process) -> float:
                     return common.metric_sum(await process.metrics(), "evictwatch_webhook_requests_total")
 
-                await wait_webhook_active(api, namespaces[series], "dry", calls)
+                await wait_webhook_active(api, namespaces[series], "dry", reviews)
 
             await asyncio.sleep(2.0)  # the minimal recorder's configuration is picked up too, and the
             # Pod cache answers for Pods whose facts are a second old

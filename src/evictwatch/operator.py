@@ -36,7 +36,7 @@ from .capture.server import CertificateReloader, WebhookServer, make_server_cont
 from .capture.watchers import Watchers
 from .capture.webhook import EvictionWebhook
 from .config import Config, ConfigError
-from .controller.leader import LeaderElector
+from .controller.leader import LeaderElector, LeaseApi
 from .controller.loop import Controller
 from .kube.api import JsonApi
 from .kube.client import make_client
@@ -176,8 +176,9 @@ class Operator:
             tasks: list[asyncio.Task[Any]] = []
             try:
                 if election.enabled:
+                    assert self.api is not None
                     self._elector = LeaderElector(
-                        self.client,
+                        LeaseApi(self.api),
                         self.config.self.namespace,
                         election.leaseName,
                         self.identity,

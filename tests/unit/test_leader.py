@@ -13,20 +13,19 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
 import pytest
-from lightkube import ApiError
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from evictwatch.controller.leader import LeaderElector
+from evictwatch.kube.errors import ApiError, error_for
 
 EPOCH = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 
 
 def api_error(code: int) -> ApiError:
-    return ApiError(response=httpx2.Response(code, json={"kind": "Status", "code": code, "message": "fake"}))
+    return error_for(code, b'{"kind": "Status", "message": "fake"}', "fake")
 
 
 @dataclass

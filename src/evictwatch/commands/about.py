@@ -9,6 +9,7 @@ from typing import Any
 import click
 from click.shell_completion import get_completion_class
 
+from ..kube.api import JsonApi
 from ..kube.client import status_code
 from .connect import CliFailure, explain, is_api_failure, resolve, run_api
 from .options import cluster_options
@@ -75,12 +76,12 @@ def version(client_only: bool, kubeconfig: str | None, context: str | None) -> N
 
 
 async def _get_json(client: Any, path: str) -> dict[str, Any]:
-    """GET a path through the client's own connection (its auth and TLS)."""
-    inner = client._client
-    response = await inner._client.get(path)
-    response.raise_for_status()
-    data: dict[str, Any] = response.json()
-    return data
+    """GET a path as the client's identity, through the one HTTP stack."""
+    api = JsonApi(client, pool_size=1)
+    try:
+        return await api.request("GET", path)
+    finally:
+        await api.close()
 
 
 @click.command()

@@ -19,7 +19,8 @@ import yaml
 from lightkube import AsyncClient
 
 from .. import views
-from ..records.resource import PodEviction
+from ..kube.api import JsonApi
+from ..model.podeviction import record_path
 from .connect import EXIT_FAILED, resolve_or_exit, run_api
 from .follow import Printer, stream_for
 from .options import cluster_options, filter_options, namespace_options, parse_labels, parse_since
@@ -35,7 +36,20 @@ LISTING = "list podevictions.evictwatch.io"
 
 
 async def list_records(client: AsyncClient, namespace: str | None) -> list[dict[str, Any]]:
-    return [item.to_dict() async for item in client.list(PodEviction, namespace=namespace or "*")]
+    """Every record of ``namespace`` (None: all), in pages, through the one HTTP stack."""
+    api = JsonApi(client)
+    records: list[dict[str, Any]] = []
+    query = {"limit": "500"}
+    try:
+        while True:
+            page = await api.request("GET", record_path(namespace or ""), params=query)
+            records.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return records
+            query["continue"] = token
+    finally:
+        await api.close()
 
 
 def _print_list(chosen: list[Mapping[str, Any]], output: str, headers: bool, now: datetime.datetime) -> None:

@@ -28,13 +28,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+from urllib.parse import quote
 
-from lightkube import ApiError, AsyncClient
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
+from ..kube.api import JsonApi
 from ..kube.client import is_conflict, is_not_found
+from ..kube.errors import ApiError
 
 log = logging.getLogger("evictwatch.leader")
 
@@ -51,9 +54,47 @@ def wall_clock_from_env() -> Callable[[], datetime.datetime]:
     return lambda: datetime.datetime.now(datetime.UTC) + offset
 
 
+class Leases(Protocol):
+    """What the elector needs of the API: a Lease read, created, replaced (a fake in unit tests)."""
+
+    async def get(self, kind: Any, name: str, *, namespace: str) -> Lease: ...
+    async def create(self, lease: Lease) -> Lease: ...
+    async def replace(self, lease: Lease) -> Lease: ...
+
+
+class LeaseApi:
+    """Leases through the one HTTP stack, as lightkube's typed Lease (which the elector reasons on)."""
+
+    def __init__(self, api: JsonApi) -> None:
+        self.api = api
+
+    @staticmethod
+    def _path(namespace: str, name: str = "") -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace, safe='')}/leases"
+        return f"{base}/{quote(name, safe='')}" if name else base
+
+    async def get(self, kind: Any, name: str, *, namespace: str) -> Lease:
+        return cast(Lease, Lease.from_dict(await self.api.request("GET", self._path(namespace, name))))
+
+    async def create(self, lease: Lease) -> Lease:
+        assert lease.metadata is not None and lease.metadata.namespace is not None
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", **lease.to_dict()}
+        params = {"fieldManager": "evictwatch"}
+        created = await self.api.request("POST", self._path(lease.metadata.namespace), body, params)
+        return cast(Lease, Lease.from_dict(created))
+
+    async def replace(self, lease: Lease) -> Lease:
+        assert lease.metadata is not None and lease.metadata.namespace and lease.metadata.name
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", **lease.to_dict()}
+        path = self._path(lease.metadata.namespace, lease.metadata.name)
+        return cast(
+            Lease, Lease.from_dict(await self.api.request("PUT", path, body, {"fieldManager": "evictwatch"}))
+        )
+
+
 @dataclass
 class LeaderElector:
-    client: AsyncClient
+    client: Leases
     namespace: str
     name: str
     identity: str

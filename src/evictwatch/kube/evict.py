@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+from urllib.parse import quote
 
-from lightkube import AsyncClient
+from .api import JsonApi
+from .errors import ApiError
 
 
 async def evict_pod(
-    client: AsyncClient,
+    source: Any,
     namespace: str,
     name: str,
     *,
@@ -17,7 +18,11 @@ async def evict_pod(
     dry_run: bool = False,
     grace_period: int | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """POST an Eviction; returns the HTTP status and the server's JSON answer (a Status)."""
+    """POST an Eviction; returns the HTTP status and the server's JSON answer (a Status).
+
+    ``source`` is the kubeconfig to speak for (a lightkube client or config): the call goes
+    through the one HTTP stack like every other, on a connection of its own.
+    """
     body: dict[str, Any] = {
         "apiVersion": f"policy/{policy_version}",
         "kind": "Eviction",
@@ -25,17 +30,12 @@ async def evict_pod(
     }
     if grace_period is not None:
         body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
-    inner = client._client
-    request = inner._client.build_request(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/pods/{name}/eviction",
-        params={"dryRun": "All"} if dry_run else None,
-        json=body,
-        headers={"User-Agent": "evictwatch-evict"},
-    )
-    response = await inner._client.send(request)
+    api = JsonApi(source, pool_size=1, user_agent="evictwatch-evict")
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/eviction"
     try:
-        data: dict[str, Any] = response.json()
-    except json.JSONDecodeError:
-        data = {"raw": response.text}
-    return response.status_code, data
+        answer = await api.request("POST", path, body, {"dryRun": "All"} if dry_run else None)
+    except ApiError as error:
+        return error.code, error.status or {"message": error.message}
+    finally:
+        await api.close()
+    return 201, answer

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lightkube import ALL_NS, AsyncClient
-
-from ..records.resource import PodEviction
+from ..kube.api import JsonApi
+from ..model.podeviction import record_path
 from .window import Window, in_window
 
 PAGE_SIZE = 500
@@ -44,17 +43,25 @@ def plain(item: Any) -> dict[str, Any]:
 
 
 async def collect(
-    client: AsyncClient,
+    client: Any,
     window: Window,
     *,
     namespace: str | None = None,
     node: str | None = None,
     page_size: int = PAGE_SIZE,
 ) -> list[dict[str, Any]]:
-    """The records of ``window`` in ``namespace`` (default: all namespaces), on ``node`` if given."""
+    """The records of ``window`` in ``namespace`` (default: all namespaces), on ``node`` if given;
+    ``client`` names the cluster (a lightkube client or a kubeconfig), read through the one stack."""
     kept: list[dict[str, Any]] = []
-    async for item in client.list(PodEviction, namespace=namespace or ALL_NS, chunk_size=page_size):
-        record = plain(item)
-        if keep(record, window, node):
-            kept.append(record)
-    return kept
+    api = JsonApi(client)
+    query = {"limit": str(page_size)}
+    try:
+        while True:
+            page = await api.request("GET", record_path(namespace or ""), params=query)
+            kept.extend(record for record in page.get("items") or [] if keep(record, window, node))
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return kept
+            query["continue"] = token
+    finally:
+        await api.close()
