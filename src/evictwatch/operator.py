@@ -196,8 +196,8 @@ class Operator:
                 if self.eviction_requests is not None:
                     tasks.append(asyncio.create_task(self.eviction_requests.run(), name="eviction-requests"))
                 waiter = asyncio.create_task(lost.wait(), name="lost")
-                done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-                tasks.append(waiter)
+                tasks.append(waiter)  # cancelled with the others, however this round ends
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 if waiter in done:
                     log.warning("lost leadership; stopping the controller and watchers")
                 else:

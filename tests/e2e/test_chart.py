@@ -71,8 +71,10 @@ CLUSTER_ROLE_ALLOWED = {
     ("", "events", "update"),
     ("", "events", "list"),
     ("", "events", "watch"),
-    ("", "nodes", "get"),
+    ("", "nodes", "list"),
+    ("", "nodes", "watch"),
     ("policy", "poddisruptionbudgets", "list"),
+    ("policy", "poddisruptionbudgets", "watch"),
     ("apps", "replicasets", "get"),
     ("apps", "deployments", "get"),
     ("apps", "statefulsets", "get"),
@@ -551,10 +553,10 @@ DOORS_ALLOWED = {
 
 def test_doors_add_exactly_their_rules_and_settings(helm: Path) -> None:
     docs = render(helm, {"doors": {"deviceTaints": True, "evictionRequests": True}})
-    assert permissions(one(docs, "ClusterRole")["rules"]) == CLUSTER_ROLE_ALLOWED | DOORS_ALLOWED
+    assert permissions(operator_role(docs)["rules"]) == CLUSTER_ROLE_ALLOWED | DOORS_ALLOWED
     assert operator_config(docs)["watchers"]["evictionRequests"] is True
     default = render(helm)
-    assert permissions(one(default, "ClusterRole")["rules"]) == CLUSTER_ROLE_ALLOWED
+    assert permissions(operator_role(default)["rules"]) == CLUSTER_ROLE_ALLOWED
     assert operator_config(default)["watchers"]["evictionRequests"] is False  # no grant, no discovery
 
 
@@ -1140,7 +1142,10 @@ def audit_events(control_plane: ControlPlane, username: str) -> list[Doc]:
 
 
 def test_grafana_dashboard_configmap(helm: Path) -> None:
-    from evictwatch.report.dashboard import dashboard
+    from evictwatch.testing.dashboard import load_dashboard
+
+    def dashboard() -> dict[str, Any]:
+        return load_dashboard(REPO / "deploy" / "grafana" / "evictwatch.json")
 
     (board,) = [doc for doc in kinds(render(helm), "ConfigMap") if "evictwatch.json" in doc["data"]]
     assert board["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -84,7 +84,7 @@ async def test_memory_pressure_eviction_is_recorded(
     assert spec_out["reason"] == "Evicted"
     assert spec_out["pressure"]["resource"] == "memory", spec_out
     assert spec_out["pod"]["nodeName"] == real_node.name
-    assert record["status"]["outcome"] == "Failed", record["status"]
+    assert record["status"]["outcome"] == "EvictedByKubelet", record["status"]
 
     async def pressure_seen() -> bool:
         node = await cluster.client.get(Node, real_node.name)

@@ -43,5 +43,5 @@ async def test_pod_over_its_ephemeral_storage_limit_is_recorded(
     assert spec_out["reason"] == "Evicted"
     assert "ephemeral local storage" in spec_out["message"]
     assert spec_out["pod"]["nodeName"] == real_node.name
-    assert record["status"]["outcome"] == "Failed", record["status"]
+    assert record["status"]["outcome"] == "EvictedByKubelet", record["status"]
     print(f"record: {spec_out['message']!r} pressure={spec_out.get('pressure')}")

@@ -65,7 +65,8 @@ async def test_policy_v1_eviction_is_recorded(cluster: Cluster, start_operator: 
     assert spec["requester"]["username"] == "admin"
     assert "system:masters" in spec["requester"]["groups"]
     assert spec["deleteOptions"] == {"gracePeriodSeconds": 30}
-    assert record["status"]["outcome"] == "Pending"
+    # The controller settles it within milliseconds of the Pod terminating: either may be seen.
+    assert record["status"]["outcome"] in ("Pending", "Evicted")
     assert record["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "evictwatch"}
     selected = {
         "spec.pod.uid": str(pod.metadata.uid),
@@ -73,11 +74,10 @@ async def test_policy_v1_eviction_is_recorded(cluster: Cluster, start_operator: 
         "spec.pod.nodeName": node,
         "spec.source": "EvictionAPI",
         "spec.requester.component": spec["requester"]["component"],
-        "status.outcome": "Pending",
     }
     found = await records(cluster.client, cluster.namespace, selected)
     assert [r["metadata"]["name"] for r in found] == [record["metadata"]["name"]]
-    for field, other in (("spec.pod.nodeName", "another-node"), ("status.outcome", "Evicted")):
+    for field, other in (("spec.pod.nodeName", "another-node"), ("status.outcome", "Blocked")):
         assert await records(cluster.client, cluster.namespace, {**selected, field: other}) == []
     # spec and status are atomic: one managedFields entry each, not one per leaf field
     written = {entry["manager"]: entry["fieldsV1"] for entry in record["metadata"]["managedFields"]}

@@ -119,6 +119,7 @@ class Controller:
                 await asyncio.gather(*tasks)
             finally:
                 await cancel_and_wait(tasks)
+                await self.settler.stop()
         finally:
             self._leading = False
             if self.pods is not None and self.pods.on_change == self._on_pod:

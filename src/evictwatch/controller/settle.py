@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import telemetry
+from ..aio import cancel_and_wait
 from ..capture.podcache import PodFactsCache
 from ..kube.api import JsonApi
 from ..kube.errors import Conflict, NotFound
@@ -181,6 +182,13 @@ class Settler:
                 self._settled(record, spec, new_status)
         return Result(requeue_after=min(wait) if wait else None)
 
+    async def stop(self) -> None:
+        """Cancel the deliveries under way (losing the lead, or stopping): what they did not
+        write, the next leader finds as not done (or, for Slack, as Sending: Interrupted)."""
+        running = [task for round_ in self._rounds.values() for task in round_.running.values()]
+        self._rounds.clear()
+        await cancel_and_wait(running)
+
     def _forget(self, key: Key) -> None:
         round_ = self._rounds.pop(key, None)
         if round_ is not None:
@@ -309,8 +317,8 @@ class Settler:
                 continue
             if delivery_done(sink, state, outcome, eviction.attempts):
                 continue
-            if state.get("outcome") != outcome or state.get("state") != "Pending":
-                state = {}
+            if state.get("outcome") != outcome or state.get("state") not in ("Pending", inflight.SENDING):
+                state = {}  # a new outcome, or delivered before: a fresh count of tries
             interrupted = inflight.after_interruption(state, outcome, resend=inflight.deduplicates(sink))
             if interrupted is not None:
                 deliveries[sink.name] = interrupted
