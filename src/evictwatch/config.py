@@ -201,8 +201,10 @@ class ControllerConfig(_Strict):
 
 class WatchersConfig(_Strict):
     enabled: bool = True
-    pods: bool = True
-    events: bool = True
+    pods: bool = Field(default=True, description="record what Pods show: kubelet evictions, DisruptionTarget")
+    events: bool = Field(
+        default=True, description="watch Events on Pods for the why (evidence only: never a record)"
+    )
     evictionRequests: bool = Field(
         default=True,
         description="watch EvictionRequests and Evictions (lifecycle.k8s.io/v1alpha1) where they are served",
