@@ -38,16 +38,8 @@ LISTING = "list podevictions.evictwatch.io"
 async def list_records(client: AsyncClient, namespace: str | None) -> list[dict[str, Any]]:
     """Every record of ``namespace`` (None: all), in pages, through the one HTTP stack."""
     api = JsonApi(client)
-    records: list[dict[str, Any]] = []
-    query = {"limit": "500"}
     try:
-        while True:
-            page = await api.request("GET", record_path(namespace or ""), params=query)
-            records.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return records
-            query["continue"] = token
+        return [record async for record in api.list_items(record_path(namespace or ""))]
     finally:
         await api.close()
 

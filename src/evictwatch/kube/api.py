@@ -178,6 +178,20 @@ class JsonApi:
         result: dict[str, Any] = json.loads(content)
         return result
 
+    async def list_items(
+        self, path: str, params: dict[str, str] | None = None, *, page_size: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a collection, page by page (``limit``/``continue``)."""
+        query = {**(params or {}), "limit": str(page_size)}
+        while True:
+            page = await self.request("GET", path, params=query)
+            for item in page.get("items") or []:
+                yield item
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query["continue"] = token
+
     @contextlib.asynccontextmanager
     async def stream(self, path: str, *, read_timeout: float) -> AsyncIterator[AsyncIterator[bytes]]:
         """GET ``path`` (with its query) as a watch stream: entered once the server has answered

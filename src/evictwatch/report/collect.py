@@ -52,16 +52,9 @@ async def collect(
 ) -> list[dict[str, Any]]:
     """The records of ``window`` in ``namespace`` (default: all namespaces), on ``node`` if given;
     ``client`` names the cluster (a lightkube client or a kubeconfig), read through the one stack."""
-    kept: list[dict[str, Any]] = []
     api = JsonApi(client)
-    query = {"limit": str(page_size)}
     try:
-        while True:
-            page = await api.request("GET", record_path(namespace or ""), params=query)
-            kept.extend(record for record in page.get("items") or [] if keep(record, window, node))
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return kept
-            query["continue"] = token
+        items = api.list_items(record_path(namespace or ""), page_size=page_size)
+        return [record async for record in items if keep(record, window, node)]
     finally:
         await api.close()
