@@ -75,8 +75,10 @@ async def test_added_latency_bench(target: Target, tmp_path: Path) -> None:
     assert set(data["statuses"]) == {"201"}
     assert data["installed_records"] == {"count": 12, "outcomes": {"Evicted": 12}, "expected": 12}
     calls = data["api_calls_per_eviction"]
-    # Pods without owners: the record's create, one status write, one Event on the Pod.
-    assert calls["installed"]["by_call"] == {
+    # Pods without owners: the record's create, one status write, one Event on the Pod (and the
+    # Lease's renewals, every 5 s whatever the load).
+    per_eviction = {k: v for k, v in calls["installed"]["by_call"].items() if not k.endswith(" leases")}
+    assert per_eviction == {
         "create events": 1.0,
         "create podevictions": 1.0,
         "update podevictions/status": 1.0,
