@@ -10,7 +10,6 @@ Service's address, which the host forwards to the API server on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -40,9 +39,8 @@ RELEASE, NAMESPACE = "evictwatch", "evictwatch-system"
 def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlane, RealNode]]:
     reason = why_no_real_node()
     if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the real-node tests, but {reason}")
-        pytest.skip(reason)
+        # No skip: scripts/test.sh installs and builds what a real node needs (run it as root).
+        pytest.fail(f"these tests need real-node tests, but {reason}")
     image = build_operator_image(tmp_path_factory.mktemp("image") / "operator.tar")
     cp = ControlPlane(with_controller_manager=True, extra_apiserver_args=["--enable-aggregator-routing=true"])
     cp.start()
