@@ -40,7 +40,7 @@ def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Co
     reason = why_no_real_node()
     if reason is not None:
         # No skip: scripts/test.sh installs and builds what a real node needs (run it as root).
-        pytest.fail(f"these tests need real-node tests, but {reason}")
+        pytest.fail(f"these tests need a real node, but {reason}")
     image = build_operator_image(tmp_path_factory.mktemp("image") / "operator.tar")
     cp = ControlPlane(with_controller_manager=True, extra_apiserver_args=["--enable-aggregator-routing=true"])
     cp.start()

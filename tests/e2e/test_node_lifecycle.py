@@ -32,7 +32,7 @@ def needs_a_real_node() -> None:
     reason = why_no_real_node()
     if reason is not None:
         # No skip: scripts/test.sh installs and builds what a real node needs (run it as root).
-        pytest.fail(f"these tests need real-node tests, but {reason}")
+        pytest.fail(f"these tests need a real node, but {reason}")
 
 
 @pytest.mark.usefixtures("needs_a_real_node")

@@ -44,7 +44,7 @@ async def test_sandbox_runs_its_pods_on_a_real_node() -> None:
     reason = why_no_real_node()
     if reason is not None:
         # No skip: scripts/test.sh installs and builds what a real node needs (run it as root).
-        pytest.fail(f"these tests need sandbox on a real node, but {reason}")
+        pytest.fail(f"this test needs a real node, but {reason}")
     code, document, err = await sandbox_json("--node", "real")
     assert code == 0 and document is not None, err[-3000:]
     assert document["node"] == {"name": "evictwatch-node", "real": True, "kubeletVersion": KUBERNETES_VERSION}
