@@ -93,6 +93,11 @@ class WebhookConfig(_Strict):
     namespaceSelector: LabelSelector | None = Field(
         default=None, description="which namespaces the API server sends"
     )
+    failClosedNamespaceLabel: str | None = Field(
+        default=None,
+        description="namespaces labelled <this>=true get a second webhook with failurePolicy Fail: "
+        "their evictions wait while evictwatch is down (pre-eviction hooks are never skipped)",
+    )
 
 
 class SinkFilter(_Strict):
@@ -211,6 +216,46 @@ class WatchersConfig(_Strict):
     )
 
 
+class Hook(_Strict):
+    """A pre-eviction hook: work done before a Pod goes; the eviction is held (429) meanwhile."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    url: str | None = Field(default=None, description="POST the record here: 200 done, 202 still working")
+    urlEnv: str | None = Field(default=None, description="read the URL from this environment variable")
+    handler: str | None = Field(
+        default=None,
+        description="module:function of an async Python handler (or register one with "
+        "@evictwatch.before_eviction(name))",
+    )
+    timeoutSeconds: float = Field(
+        default=300.0, gt=0, le=86400, description="the longest an eviction is held; then it is allowed"
+    )
+    retryAfterSeconds: float = Field(
+        default=5.0, gt=0, le=3600, description="how often the hook is asked again while it works"
+    )
+    callTimeoutSeconds: float = Field(
+        default=10.0, gt=0, le=60, description="no answer within this is a failed call"
+    )
+    hmacSecretEnv: str | None = Field(default=None, description="sign bodies with the key in this variable")
+    headers: dict[str, str] = Field(default_factory=dict)
+    namespaces: list[str] = Field(
+        default_factory=list, description="Pods in these namespaces get the hook without an annotation"
+    )
+    podSelector: LabelSelector | None = Field(
+        default=None, description="Pods matching these labels get the hook without an annotation"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Hook:
+        if self.url and self.urlEnv:
+            raise ValueError("set url or urlEnv, not both")
+        if (self.url or self.urlEnv) and self.handler:
+            raise ValueError("set a URL or a handler, not both")
+        if self.handler is not None and ":" not in self.handler:
+            raise ValueError("handler must be module:function")
+        return self
+
+
 class Config(_Strict):
     capture: Filter = Field(default_factory=Filter)
     self: SelfIdentity = Field(default_factory=SelfIdentity)
@@ -221,6 +266,19 @@ class Config(_Strict):
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     watchers: WatchersConfig = Field(default_factory=WatchersConfig)
     sinks: Sinks = Field(default_factory=Sinks)
+    hooks: list[Hook] = Field(
+        default_factory=list,
+        description="pre-eviction hooks: evictions of their Pods wait until they are done",
+    )
+
+    @field_validator("hooks")
+    @classmethod
+    def _unique_hook_names(cls, value: list[Hook]) -> list[Hook]:
+        names = [hook.name for hook in value]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"[{index}].name: {name} is used twice")
+        return value
 
     def check_environment(self, environ: Mapping[str, str]) -> None:
         """Secrets named by *Env fields must be set: fail at start, naming the field."""
@@ -234,6 +292,11 @@ class Config(_Strict):
                         raise ConfigError(
                             f"sinks.{kind}.{index}.{attr}: environment variable {name} is not set"
                         )
+        for index, hook in enumerate(self.hooks):
+            for attr in ("urlEnv", "hmacSecretEnv"):
+                name = getattr(hook, attr)
+                if name and not environ.get(name):
+                    raise ConfigError(f"hooks.{index}.{attr}: environment variable {name} is not set")
 
 
 def _describe(error: ValidationError) -> str:

@@ -35,18 +35,21 @@ from .capture.podcache import PodFactsCache
 from .capture.server import CertificateReloader, WebhookServer, make_server_context
 from .capture.watchers import Watchers
 from .capture.webhook import EvictionWebhook
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Hook
+from .controller.hooks import HookRunner
 from .controller.leader import LeaderElector, LeaseApi
 from .controller.loop import Controller
 from .kube.api import JsonApi
 from .kube.client import make_client
 from .kube.errors import Conflict
+from .model.hooks import HookRule
 from .records.cache import RecordCache
 from .records.install import ensure_crd
 from .records.signing import load_key
 from .records.store import RecordStore
 from .sinks.build import build_sinks
 from .sinks.handlers import load_handlers
+from .sinks.prehooks import build_hook_callers
 
 log = logging.getLogger("evictwatch")
 
@@ -94,6 +97,9 @@ class Operator:
     async def start(self) -> None:
         self.config.check_environment(self.environ)
         load_handlers(self.handler_modules, self.handler_files)
+        if self.config.hooks and not self.config.controller.enabled:
+            raise ConfigError("hooks: pre-eviction hooks need controller.enabled (the leader calls them)")
+        build_hook_callers(self.config.hooks, self.environ, None)  # a hook that cannot be called fails here
         settings = self.config.webhook
         self.client = self.client or make_client(self.kubeconfig)
         api = self.api = JsonApi(self.client, user_agent=f"evictwatch/{__version__} ({self.identity})")
@@ -111,7 +117,8 @@ class Operator:
             self.pod_cache = PodFactsCache(api)
             self._caches.append(asyncio.create_task(self.pod_cache.run(), name="pod-cache"))
         lookup = self.pod_cache.lookup if settings.podCache and self.pod_cache is not None else None
-        webhook = EvictionWebhook(capture_filter, store, lookup=lookup)
+        rules = hook_rules(self.config.hooks)
+        webhook = EvictionWebhook(capture_filter, store, lookup=lookup, hooks=rules)
         reloader = None
         if not self.self_signed:
             assert settings.certFile is not None and settings.keyFile is not None
@@ -146,6 +153,8 @@ class Operator:
             sinks = build_sinks(self.config, api, self._http, self.environ)
             watching = self.config.watchers
             if self.config.controller.enabled:
+                callers = build_hook_callers(self.config.hooks, self.environ, self._http)
+                runner = HookRunner(api, self.records, rules, callers, key)
                 self.controller = Controller(
                     api,
                     self.records,
@@ -154,6 +163,7 @@ class Operator:
                     key,
                     self.config.controller,
                     events=watching.events,
+                    hooks=runner,
                 )
             if watching.enabled and watching.pods:
                 self.watchers = Watchers(store, self.records, self.pod_cache, capture_filter)
@@ -316,3 +326,17 @@ class Operator:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def hook_rules(hooks: Sequence[Hook]) -> tuple[HookRule, ...]:
+    """The configured hooks as the webhook and the runner see them."""
+    return tuple(
+        HookRule(
+            name=hook.name,
+            timeout_seconds=hook.timeoutSeconds,
+            retry_after_seconds=hook.retryAfterSeconds,
+            namespaces=tuple(hook.namespaces),
+            pod_selector=hook.podSelector.model_dump(exclude_defaults=True) if hook.podSelector else None,
+        )
+        for hook in hooks
+    )

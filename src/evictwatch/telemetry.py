@@ -109,3 +109,30 @@ UNKNOWN_DISRUPTION_REASONS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+HOOK_HELD_ATTEMPTS = Counter(
+    "evictwatch_hook_held_attempts_total",
+    "Eviction attempts the webhook denied with 429 because a pre-eviction hook was still working.",
+    ["namespace"],
+    registry=REGISTRY,
+)
+HOOK_HOLD_SECONDS = Histogram(
+    "evictwatch_hook_hold_seconds",
+    "How long evictions were held by pre-eviction hooks (first held attempt to release), by how "
+    "they were released (HooksDone or TimedOut).",
+    ["released"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+HOOK_RESULTS = Counter(
+    "evictwatch_hook_results_total",
+    "Pre-eviction hooks that ended, by hook and result (Done, TimedOut, Unknown: a name a Pod asked for "
+    "that the config does not have).",
+    ["hook", "result"],
+    registry=REGISTRY,
+)
+HOOK_CALLS = Counter(
+    "evictwatch_hook_calls_total",
+    "Calls to pre-eviction hooks, by hook and answer (done, working, failed).",
+    ["hook", "answer"],
+    registry=REGISTRY,
+)

@@ -117,6 +117,7 @@ class _Sharing:
             node_name=intern(info.node_name),
             owner=self._owner(info.owner),
             phase=intern(info.phase),
+            hooks_annotation=info.hooks_annotation,
         )
 
     def _labels(self, labels: Mapping[str, str]) -> Mapping[str, str]:

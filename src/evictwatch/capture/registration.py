@@ -18,12 +18,49 @@ from ..kube.api import JsonApi
 from ..kube.errors import NotFound
 
 WEBHOOK_NAME = "pods-eviction.evictwatch.io"
+FAIL_CLOSED_WEBHOOK_NAME = "pods-eviction-fail-closed.evictwatch.io"
 
 
 def webhook_configuration(settings: WebhookConfig, client_config: dict[str, Any]) -> dict[str, Any]:
-    """The manifest: the rules, policies and versions the reference design registers."""
+    """The manifest: the rules, policies and versions the reference design registers.
+
+    With ``failClosedNamespaceLabel`` set there are two webhooks of the same endpoint: namespaces
+    labelled ``<label>=true`` go to one with ``failurePolicy: Fail`` (an eviction there waits
+    while evictwatch is down, so a pre-eviction hook is never skipped), all others to the usual
+    one. The label splits them, so each namespace is sent exactly once.
+    """
+    main = _webhook(settings, client_config, WEBHOOK_NAME, settings.failurePolicy)
+    webhooks = [main]
+    label = settings.failClosedNamespaceLabel
+    if label:
+        selector = main.setdefault("namespaceSelector", {})
+        closed = _webhook(settings, client_config, FAIL_CLOSED_WEBHOOK_NAME, "Fail")
+        closed_selector = closed.setdefault("namespaceSelector", {})
+        closed_selector.setdefault("matchLabels", {})[label] = "true"
+        selector.setdefault("matchExpressions", []).append(
+            {"key": label, "operator": "NotIn", "values": ["true"]}
+        )
+        webhooks.append(closed)
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": settings.configurationName,
+            # The version lets 'evictwatch version' tell which operator is registered.
+            "labels": {
+                "app.kubernetes.io/managed-by": "evictwatch",
+                "app.kubernetes.io/version": importlib.metadata.version("evictwatch"),
+            },
+        },
+        "webhooks": webhooks,
+    }
+
+
+def _webhook(
+    settings: WebhookConfig, client_config: dict[str, Any], name: str, failure_policy: str
+) -> dict[str, Any]:
     webhook: dict[str, Any] = {
-        "name": WEBHOOK_NAME,
+        "name": name,
         "clientConfig": client_config,
         "rules": [
             {
@@ -37,24 +74,12 @@ def webhook_configuration(settings: WebhookConfig, client_config: dict[str, Any]
         "admissionReviewVersions": list(settings.admissionReviewVersions),
         "sideEffects": settings.sideEffects,
         "matchPolicy": settings.matchPolicy,
-        "failurePolicy": settings.failurePolicy,
+        "failurePolicy": failure_policy,
         "timeoutSeconds": settings.timeoutSeconds,
     }
     if settings.namespaceSelector is not None:
         webhook["namespaceSelector"] = settings.namespaceSelector.model_dump(exclude_defaults=True)
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {
-            "name": settings.configurationName,
-            # The version lets 'evictwatch version' tell which operator is registered.
-            "labels": {
-                "app.kubernetes.io/managed-by": "evictwatch",
-                "app.kubernetes.io/version": importlib.metadata.version("evictwatch"),
-            },
-        },
-        "webhooks": [webhook],
-    }
+    return webhook
 
 
 def url_client_config(url: str, ca_pem: bytes) -> dict[str, Any]:

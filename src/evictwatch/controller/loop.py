@@ -21,6 +21,7 @@ from ..records.cache import RecordCache
 from ..sinks.base import Sink
 from . import retention
 from .context import ContextCaches
+from .hooks import HookRunner
 from .settle import Settler
 from .workqueue import Key, WorkQueue
 
@@ -41,6 +42,7 @@ class Controller:
         settings: ControllerConfig,
         *,
         events: bool = True,
+        hooks: HookRunner | None = None,
     ) -> None:
         self.api = api
         self.key = key
@@ -59,6 +61,7 @@ class Controller:
             blocked_after=settings.blockedAfterSeconds,
             requeue=self.queue.add,
         )
+        self.hooks = hooks
         self._leading = False
 
     def _on_pod(self, namespace: str, name: str, uid: str) -> None:
@@ -71,7 +74,11 @@ class Controller:
             self.queue.add(key)
 
     def _on_record(self, kind: str, key: Key, record: dict[str, Any] | None) -> None:
-        if not self._leading or record is None or self.settler.is_done(record):
+        if not self._leading or record is None:
+            return
+        if self.hooks is not None:
+            self.hooks.consider(key, record)
+        if self.settler.is_done(record):
             return
         self.queue.add(key)
 
@@ -107,6 +114,8 @@ class Controller:
             if self.pods is not None:
                 self.pods.on_change = self._on_pod
             for key, record in self.records.items():  # what happened while another replica led
+                if self.hooks is not None:
+                    self.hooks.consider(key, record)
                 if not self.settler.is_done(record):
                     self.queue.add(key)
             tasks = [
@@ -119,6 +128,8 @@ class Controller:
                 await asyncio.gather(*tasks)
             finally:
                 await cancel_and_wait(tasks)
+                if self.hooks is not None:
+                    await self.hooks.stop()
                 await self.settler.stop()
         finally:
             self._leading = False

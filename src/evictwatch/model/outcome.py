@@ -141,6 +141,13 @@ def decide(
     refused = precondition_refusal(spec)
     if refused:
         return Decision(Outcome.BLOCKED, refused)
+    hold = spec.get("hold")
+    if isinstance(hold, Mapping) and not hold.get("released"):
+        hooks = ", ".join(str(name) for name in spec.get("hooks") or [])
+        return Decision(
+            Outcome.BLOCKED,
+            f"held by pre-eviction hooks ({hooks}) and not attempted again for {blocked_after:.0f} s",
+        )
     budget = blocking_budget(budgets)
     if budget:
         return Decision(Outcome.BLOCKED, f"PodDisruptionBudget {budget} allows no disruption")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .hooks import HOOKS_ANNOTATION
 from .outcome import disruption_target, source_of_reason
 from .record import OwnerRef, PodInfo, Sighting
 from .types import Source
@@ -56,7 +57,14 @@ def pod_info_from_json(pod: Mapping[str, Any]) -> PodInfo:
         node_name=str((pod.get("spec") or {}).get("nodeName") or ""),
         owner=owner,
         phase=str((pod.get("status") or {}).get("phase") or ""),
+        hooks_annotation=_hooks_annotation(metadata),
     )
+
+
+def _hooks_annotation(metadata: Mapping[str, Any]) -> str:
+    annotations = metadata.get("annotations")
+    value = annotations.get(HOOKS_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return value[:1024] if isinstance(value, str) else ""
 
 
 def is_kubelet_eviction(pod: Mapping[str, Any]) -> bool:

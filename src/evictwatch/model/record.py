@@ -45,6 +45,8 @@ class PodInfo:
     owner: OwnerRef | None = None
     phase: str = ""
     exists: bool = True
+    hooks_annotation: str = ""
+    """The Pod's ``evictwatch.io/pre-eviction-hooks`` annotation: the hooks it asks for."""
 
 
 def record_name(pod_name: str, pod_uid: str) -> str:

@@ -214,6 +214,29 @@ SPEC_SCHEMA = _d(
                     "the latest Pod names asked for (attempts counts them all)"
                 ),
             },
+            "hooks": _d(
+                {"type": "array", "items": _STR, "maxItems": 8},
+                "the pre-eviction hooks this eviction waits for, in the order they run",
+            ),
+            "unknownHooks": _d(
+                {"type": "array", "items": _STR, "maxItems": 8},
+                "hook names the Pod's evictwatch.io/pre-eviction-hooks annotation asks for that the "
+                "config does not have (never held for)",
+            ),
+            "hold": _d(
+                _obj(
+                    {
+                        "since": _d(_TIME, "the first attempt held (each hook's timeout counts from here)"),
+                        "heldAttempts": _d({"type": "integer"}, "attempts answered 429 while hooks worked"),
+                        "released": _d(
+                            {"type": "string", "enum": ["HooksDone", "TimedOut"]},
+                            "why an attempt was let through: every hook done, or their time up",
+                        ),
+                        "releasedTime": _d(_TIME, "the attempt that was let through"),
+                    }
+                ),
+                "how the webhook held the eviction for its pre-eviction hooks",
+            ),
         },
         required=["pod", "source"],
         **{"x-kubernetes-map-type": "atomic"},
@@ -221,9 +244,27 @@ SPEC_SCHEMA = _d(
     "the facts of the attempts, written by the webhook and the watchers",
 )
 
+_HOOK_PROGRESS = _obj(
+    {
+        "name": _STR,
+        "state": {"type": "string", "enum": ["Running", "Done", "Failed", "TimedOut"]},
+        "startTime": _TIME,
+        "endTime": _TIME,
+        "calls": {"type": "integer"},
+        "lastError": _STR,
+        "lastCallTime": _TIME,
+    }
+)
+
 STATUS_SCHEMA = _d(
     _obj(
         {
+            "hooks": _d(
+                {"type": "array", "items": _HOOK_PROGRESS, "maxItems": 8},
+                "each pre-eviction hook: Running, Failed (its last call failed; asked again), Done or "
+                "TimedOut, with its calls and last error",
+            ),
+            "unknownHooks": _d(_STR_LIST, "unknown hook names already reported in an Event"),
             "outcome": {
                 "type": "string",
                 "enum": _OUTCOMES,

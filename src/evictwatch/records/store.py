@@ -18,6 +18,7 @@ from typing import Any
 
 from ..kube.api import JsonApi
 from ..kube.errors import ApiError, Conflict, NotFound
+from ..model.hooks import HoldAnswer, apply_hold
 from ..model.podeviction import record_path
 from ..model.record import (
     PodInfo,
@@ -153,25 +154,37 @@ class RecordStore:
         except Conflict:
             return False
 
-    async def record_api_attempt(self, attempt: EvictionAttempt, pod: PodInfo) -> WriteResult:
+    async def record_api_attempt(
+        self, attempt: EvictionAttempt, pod: PodInfo, hold: HoldAnswer | None = None
+    ) -> WriteResult:
         """Record one Eviction API attempt at ``pod``; attempts at Pods that do not exist are
-        counted in one record per requester and namespace (see ``missing_pods_record_name``)."""
-        now = utc_now()
+        counted in one record per requester and namespace (see ``missing_pods_record_name``).
+
+        ``hold`` is the webhook's answer for a Pod with pre-eviction hooks: it goes into the same
+        write (the hooks, the hold's start, a release), so holding costs no call of its own.
+        """
+        moment = datetime.datetime.now(datetime.UTC)
+        now = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         if pod.exists:
-            body = self._new(pod, new_api_record_spec(attempt, pod, now))
+            body = self._new(pod, _held(new_api_record_spec(attempt, pod, now), hold, moment))
             merge = merge_api_attempt
         else:
             name = missing_pods_record_name(attempt.requester.username)
             body = self._new(pod, new_missing_pod_spec(attempt, pod, now), name)
             merge = merge_missing_pod_attempt
+            hold = None
         name = body["metadata"]["name"]
-        patched = await self._patch_known(pod.namespace, name, lambda spec: merge(spec, attempt, pod, now))
+
+        def change(spec: Mapping[str, Any]) -> dict[str, Any]:
+            return _held(merge(spec, attempt, pod, now), hold, moment)
+
+        patched = await self._patch_known(pod.namespace, name, change)
         if patched is not None:
             return patched
         if await self._create(body):
             self._remember(pod.namespace, name, body["spec"])
             return WriteResult(name, True, 1)
-        return await self._merge(body, lambda spec: merge(spec, attempt, pod, now))
+        return await self._merge(body, change)
 
     async def record_sighting(self, sighting: Sighting) -> WriteResult:
         """Fold a watcher's sighting into the Pod's record, creating it if needed; no-op if known."""
@@ -246,6 +259,10 @@ class RecordStore:
             self._remember(namespace, name, spec)
             return WriteResult(name, not trusted, int(spec.get("attempts") or 0))
         raise RuntimeError(f"could not merge into {namespace}/{name} after {_MAX_MERGE_TRIES} tries")
+
+
+def _held(spec: dict[str, Any], hold: HoldAnswer | None, now: datetime.datetime) -> dict[str, Any]:
+    return spec if hold is None else apply_hold(spec, hold, now)
 
 
 def _signed_body(current: dict[str, Any], spec: dict[str, Any], key: bytes) -> dict[str, Any]:

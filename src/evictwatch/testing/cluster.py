@@ -144,6 +144,7 @@ class Cluster:
         ready: bool = False,
         owner: Mapping[str, Any] | None = None,
         namespace: str | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> Pod:
         """A Pod, Pending unless ``node`` binds it; ``ready`` reports it Running and Ready."""
         ns = namespace or self.namespace
@@ -158,6 +159,8 @@ class Cluster:
         }
         if owner is not None:
             manifest["metadata"]["ownerReferences"] = [dict(owner)]
+        if annotations:
+            manifest["metadata"]["annotations"] = dict(annotations)
         if node is not None:
             manifest["spec"]["nodeName"] = node
         pod = await self.client.create(from_manifest(Pod, manifest))
