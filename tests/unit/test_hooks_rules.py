@@ -132,3 +132,46 @@ def test_hook_config_is_checked_at_start_naming_the_field() -> None:
         parse_config({"hooks": [{"name": "a", "url": "https://x", "handler": "m:f"}]})
     with pytest.raises(ConfigError, match=r"hooks\.0\.urlEnv: environment variable HOOK_URL is not set"):
         parse_config({"hooks": [{"name": "a", "urlEnv": "HOOK_URL"}]}).check_environment({})
+
+
+def test_the_record_codec_reads_and_writes_the_hold_and_each_hooks_progress() -> None:
+    from evictwatch.model.podeviction import PodEviction
+
+    original = {
+        "apiVersion": "evictwatch.io/v1alpha1",
+        "kind": "PodEviction",
+        "metadata": {"name": "cache-0.1a2b3c4d", "namespace": "shop"},
+        "spec": {
+            "pod": {"name": "cache-0", "found": True},
+            "source": "EvictionAPI",
+            "attempts": 3,
+            "hooks": ["flush-cache"],
+            "unknownHooks": ["flus-cache"],
+            "hold": {
+                "since": stamp(0),
+                "heldAttempts": 2,
+                "released": "HooksDone",
+                "releasedTime": stamp(12),
+            },
+        },
+        "status": {
+            "outcome": "Evicted",
+            "hooks": [
+                {
+                    "name": "flush-cache",
+                    "state": "Done",
+                    "startTime": stamp(0),
+                    "endTime": stamp(10),
+                    "calls": 3,
+                    "lastCallTime": stamp(10),
+                }
+            ],
+            "unknownHooks": ["flus-cache"],
+        },
+    }
+    record = PodEviction.from_json(original)
+    assert record.spec.hold is not None and record.spec.hold.held_attempts == 2
+    assert record.status.hooks[0].state == "Done" and record.status.hooks[0].calls == 3
+    assert record.held_seconds == 12.0
+    assert record.to_json() == original
+    assert PodEviction.from_json({"spec": {"hold": "nonsense", "hooks": 7}}).spec.hold is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from .hooks import HookProgress
 from .outcome import parse_time
 from .record import OwnerRef, PodInfo
 from .types import DeleteOptions, Outcome, Requester, Source
@@ -105,6 +106,17 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """How the webhook held the eviction for its pre-eviction hooks (``spec.hold``)."""
+
+    since: str = ""
+    held_attempts: int = 0
+    released: str = ""
+    """``HooksDone`` or ``TimedOut`` once an attempt was let through; empty while held."""
+    released_time: str = ""
+
+
+@dataclass(frozen=True)
 class Spec:
     """The facts of the attempts (written by the webhook and the watchers)."""
 
@@ -124,6 +136,10 @@ class Spec:
     pressure: Pressure | None = None
     missing_pods: tuple[str, ...] = ()
     """For the one record of a requester's evictions of Pods that did not exist: their names."""
+    hooks: tuple[str, ...] = ()
+    """The pre-eviction hooks the eviction waits for, in the order they run."""
+    unknown_hooks: tuple[str, ...] = ()
+    hold: Hold | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,10 @@ class Status:
     deliveries: Mapping[str, Delivery] = field(default_factory=dict)
     observed_attempts: int | None = None
     observed_generation: int | None = None
+    hooks: tuple[HookProgress, ...] = ()
+    """Each pre-eviction hook's progress, written by the leader's hook runner."""
+    unknown_hooks: tuple[str, ...] = ()
+    """Unknown hook names already reported in an Event."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +238,16 @@ class PodEviction:
     @property
     def outcome_at(self) -> datetime.datetime | None:
         return parse_time(self.status.outcome_time)
+
+    @property
+    def held_seconds(self) -> float | None:
+        """How long its hooks held the eviction (until now while held); None when never held."""
+        hold = self.spec.hold
+        since = parse_time(hold.since) if hold is not None else None
+        if hold is None or since is None:
+            return None
+        end = parse_time(hold.released_time) or datetime.datetime.now(datetime.UTC)
+        return max((end - since).total_seconds(), 0.0)
 
     @property
     def last_activity(self) -> datetime.datetime | None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .hooks import progress_from_status
 from .podeviction import (
     API_VERSION,
     KIND,
     Budget,
     Delivery,
+    Hold,
     Metadata,
     NodeFacts,
     PodEviction,
@@ -152,6 +154,21 @@ def _spec(value: Any, namespace: str) -> Spec:
         if pressure
         else None,
         missing_pods=_strs(data.get("missingPods")),
+        hooks=_strs(data.get("hooks")),
+        unknown_hooks=_strs(data.get("unknownHooks")),
+        hold=_hold(data.get("hold")),
+    )
+
+
+def _hold(value: Any) -> Hold | None:
+    data = _map(value)
+    if not data:
+        return None
+    return Hold(
+        _str(data.get("since")),
+        max(_int(data.get("heldAttempts")) or 0, 0),
+        _str(data.get("released")),
+        _str(data.get("releasedTime")),
     )
 
 
@@ -198,6 +215,8 @@ def _status(value: Any) -> Status:
         },
         observed_attempts=_int(data.get("observedAttempts")),
         observed_generation=_int(data.get("observedGeneration")),
+        hooks=tuple(progress_from_status(data).values()),
+        unknown_hooks=_strs(data.get("unknownHooks")),
     )
 
 
@@ -231,6 +250,18 @@ def _spec_to_json(spec: Spec) -> dict[str, Any]:
             "message": spec.message,
             "pressure": _dropped(vars(spec.pressure)) if spec.pressure is not None else None,
             "missingPods": list(spec.missing_pods),
+            "hooks": list(spec.hooks),
+            "unknownHooks": list(spec.unknown_hooks),
+            "hold": _dropped(
+                {
+                    "since": spec.hold.since,
+                    "heldAttempts": spec.hold.held_attempts,
+                    "released": spec.hold.released,
+                    "releasedTime": spec.hold.released_time,
+                }
+            )
+            if spec.hold is not None
+            else None,
         }
     ) | {"attempts": spec.attempts}
 
@@ -285,6 +316,8 @@ def _status_to_json(status: Status) -> dict[str, Any]:
             },
             "observedAttempts": status.observed_attempts,
             "observedGeneration": status.observed_generation,
+            "hooks": [progress.to_json() for progress in status.hooks],
+            "unknownHooks": list(status.unknown_hooks),
         }
     )
 
