@@ -175,3 +175,39 @@ def test_the_record_codec_reads_and_writes_the_hold_and_each_hooks_progress() ->
     assert record.held_seconds == 12.0
     assert record.to_json() == original
     assert PodEviction.from_json({"spec": {"hold": "nonsense", "hooks": 7}}).spec.hold is None
+
+
+def test_the_report_lists_what_hooks_held_longest_first() -> None:
+    from evictwatch.report.data import held_by_hooks, read_row
+    from evictwatch.report.render import render
+    from evictwatch.report.window import Window
+
+    def record(pod: str, since: float, released: float | None, state: str) -> dict[str, Any]:
+        hold: dict[str, Any] = {"since": stamp(since), "heldAttempts": 2}
+        if released is not None:
+            hold |= {"released": "HooksDone", "releasedTime": stamp(released)}
+        return {
+            "metadata": {"name": f"{pod}.00000000", "namespace": "shop"},
+            "spec": {
+                "pod": {"name": pod},
+                "attempts": 3,
+                "firstAttemptTime": stamp(since),
+                "lastAttemptTime": stamp(released or since),
+                "hooks": ["flush-cache"],
+                "hold": hold,
+            },
+            "status": {"outcome": "Evicted", "hooks": [{"name": "flush-cache", "state": state, "calls": 4}]},
+        }
+
+    records = [
+        record("short", 0, 5, "Done"),
+        record("long", 0, 40, "Done"),
+        {"metadata": {"name": "plain.0", "namespace": "shop"}, "spec": {"pod": {"name": "plain"}}},
+    ]
+    rows = [read_row(item) for item in records]
+    assert [row.pod for row in held_by_hooks(rows)] == ["long", "short"]
+    assert rows[1].hooks_text == "flush-cache Done (4 calls)" and rows[1].held_seconds == 40.0
+    page = render(records, Window(at(-60), at(60)))
+    assert "Held by pre-eviction hooks" in page and "flush-cache Done (4 calls)" in page
+    assert "No eviction was held" not in page
+    assert "No eviction was held" in render(records[2:], Window(at(-60), at(60)))

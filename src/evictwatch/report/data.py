@@ -77,6 +77,14 @@ class Row:
     pressure_resource: str
     pressure_usage: str
     budgets: tuple[Budget, ...] = ()
+    hooks: tuple[tuple[str, str, int], ...] = ()
+    """Each pre-eviction hook as (name, state, calls)."""
+    held_seconds: float | None = None
+    released: str = ""
+
+    @property
+    def hooks_text(self) -> str:
+        return ", ".join(f"{name} {state or 'Pending'} ({calls} calls)" for name, state, calls in self.hooks)
 
     @property
     def when(self) -> datetime.datetime | None:
@@ -138,7 +146,28 @@ def read_row(record: Mapping[str, Any]) -> Row:
         pressure_resource=pressure.resource if pressure else "",
         pressure_usage=pressure.usage if pressure else "",
         budgets=status.disruption_budgets,
+        hooks=_hooks(pev),
+        held_seconds=pev.held_seconds,
+        released=spec.hold.released if spec.hold is not None else "",
     )
+
+
+def _hooks(pev: PodEviction) -> tuple[tuple[str, str, int], ...]:
+    progress = {item.name: item for item in pev.status.hooks}
+    return tuple(
+        (
+            name,
+            progress[name].state if name in progress else "",
+            progress[name].calls if name in progress else 0,
+        )
+        for name in pev.spec.hooks
+    )
+
+
+def held_by_hooks(rows: Iterable[Row]) -> list[Row]:
+    """The evictions pre-eviction hooks held, the longest held first."""
+    held = [row for row in rows if row.held_seconds is not None]
+    return sorted(held, key=lambda row: row.held_seconds or 0.0, reverse=True)
 
 
 def union_seconds(spans: Iterable[Span]) -> float:
