@@ -412,6 +412,31 @@ def test_user_namespace_selector_is_merged_with_the_exclusion(helm: Path) -> Non
     }
 
 
+def test_fail_closed_namespaces_get_a_second_webhook_that_fails_closed(helm: Path) -> None:
+    label = "evictwatch.io/fail-closed"
+    docs = render(helm, {"webhook": {"failClosedNamespaceLabel": label}}, namespace="ops")
+    main, closed = one(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    exclude = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["ops"]}
+    assert (main["name"], main["failurePolicy"]) == ("pods-eviction.evictwatch.io", "Ignore")
+    assert main["namespaceSelector"] == {
+        "matchExpressions": [exclude, {"key": label, "operator": "NotIn", "values": ["true"]}]
+    }
+    assert (closed["name"], closed["failurePolicy"]) == ("pods-eviction-fail-closed.evictwatch.io", "Fail")
+    assert closed["namespaceSelector"] == {"matchLabels": {label: "true"}, "matchExpressions": [exclude]}
+    assert closed["clientConfig"] == main["clientConfig"] and closed["rules"] == main["rules"]
+    # The operator's own registration (--self-signed) splits the namespaces the same way.
+    settings = parse_config({"webhook": {"failClosedNamespaceLabel": label}}).webhook
+    own = registration.webhook_configuration(settings, {"url": "https://127.0.0.1:1/x"})["webhooks"]
+    assert [(w["name"], w["failurePolicy"]) for w in own] == [
+        (main["name"], "Ignore"),
+        (closed["name"], "Fail"),
+    ]
+    assert own[0]["namespaceSelector"] == {
+        "matchExpressions": [main["namespaceSelector"]["matchExpressions"][1]]
+    }
+    assert own[1]["namespaceSelector"] == {"matchLabels": {label: "true"}}
+
+
 def test_cert_manager_mode(helm: Path) -> None:
     docs = render(helm, namespace="ops", release="ew")
     issuer = one(docs, "Issuer")
