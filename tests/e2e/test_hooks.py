@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Namespace
@@ -28,61 +27,11 @@ from evictwatch.records.resource import PodEviction
 from evictwatch.sinks.prehooks import HANDLERS
 from evictwatch.testing.cluster import Cluster, HttpReply, unique, wait_for
 from evictwatch.testing.fixtures import StartOperator
+from evictwatch.testing.hookserver import HookServer
 
 KEY = b"hooks-test-key"
 DRAIN_RETRY_SECONDS = 5.0
 """kubectl drain's pause between two evictions of a Pod that answered 429."""
-
-
-@dataclass
-class HookServer:
-    """A pre-eviction hook that works ``work_seconds`` from its first call (then answers 200)."""
-
-    work_seconds: float = 10.0
-    calls: list[tuple[float, str]] = field(default_factory=list)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    in_flight: int = 0
-    most_in_flight: int = 0
-    done_at: float | None = None
-    _first: dict[str, float] = field(default_factory=dict)
-    _runner: web.AppRunner | None = None
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/pre-evict"
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            key = request.headers.get("Idempotency-Key", "")
-            now = time.monotonic()
-            self.calls.append((now, key))
-            self.bodies.append(await request.json())
-            await asyncio.sleep(0.05)  # a call takes a moment: overlapping calls would show
-            first = self._first.setdefault(key, now)
-            if now - first >= self.work_seconds:
-                if self.done_at is None:
-                    self.done_at = time.monotonic()
-                return web.Response(status=200, text="done")
-            return web.Response(status=202, text="working")
-        finally:
-            self.in_flight -= 1
-
-    async def start(self) -> HookServer:
-        app = web.Application()
-        app.router.add_post("/pre-evict", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture

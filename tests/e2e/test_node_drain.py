@@ -10,9 +10,11 @@ from typing import Any
 
 from lightkube.codecs import from_dict
 
+from evictwatch.model.hooks import HOOKS_ANNOTATION
 from evictwatch.records.resource import PodEviction
 from evictwatch.testing.cluster import Cluster, wait_for
 from evictwatch.testing.fixtures import StartOperator
+from evictwatch.testing.hookserver import HookServer
 from evictwatch.testing.node import RealNode
 from evictwatch.testing.node_pods import deployment, graceful_command, pod_spec, wait_running
 
@@ -126,3 +128,46 @@ async def test_kubectl_drain_waits_for_the_budget_and_records_each_pod(
     }
     assert all(seconds >= STOP_SECONDS for seconds in stopped.values()), stopped
     print(f"drain took {drain.seconds:.1f} s; outcomes {seen}; stopped after eviction {stopped} s")
+
+
+async def test_kubectl_drain_waits_for_a_pre_eviction_hook(
+    real_node: RealNode, cluster: Cluster, start_operator: StartOperator
+) -> None:
+    """A real drain of a Pod whose template asks for a hook: held (429) while the hook works, then
+    evicted; the container is stopped only after the hook said done."""
+    hook = await HookServer(work_seconds=10).start()
+    try:
+        await start_operator(
+            {
+                "capture": {"namespaces": [cluster.namespace]},
+                "self": {"namespace": cluster.namespace},
+                "controller": {"leaderElection": {"enabled": False}},
+                "hooks": [{"name": "flush-cache", "url": hook.url, "retryAfterSeconds": 2}],
+            },
+            record_key=b"drain-test-key",
+        )
+        labels = {"app": "cache"}
+        spec = pod_spec(real_node.name, command=graceful_command(1))
+        manifest = deployment("cache", cluster.namespace, labels, spec, replicas=1)
+        manifest["spec"]["template"]["metadata"]["annotations"] = {HOOKS_ANNOTATION: "flush-cache"}
+        await cluster.client.create(from_dict(manifest))
+        (pod,) = await wait_running(cluster.client, cluster.namespace, count=1, labels=labels)
+        assert pod.metadata is not None and pod.metadata.name is not None
+        name = pod.metadata.name
+
+        drain = await drain_and_follow(real_node, cluster, [name])
+        assert drain.returncode == 0, drain.output
+        assert "waiting for pre-eviction hook flush-cache" in drain.output
+        assert f"node/{real_node.name} drained" in drain.output
+        assert hook.done_at is not None
+        record = (await records_by_pod(cluster))[name]
+        assert record["spec"]["hold"]["released"] == "HooksDone"
+        assert record["status"]["hooks"][0]["state"] == "Done"
+        assert record["status"]["outcome"] == "Evicted"
+        assert hook.most_in_flight == 1 and len({key for _, key in hook.calls}) == 1
+        # The Pod went only after the hook had said done (wall clock vs. monotonic: both now-relative).
+        done_wall = time.time() - (time.monotonic() - hook.done_at)
+        assert drain.gone_at[name] >= done_wall - 0.5, (drain.gone_at[name], done_wall)
+        print(f"drain with a 10 s hook took {drain.seconds:.1f} s")
+    finally:
+        await hook.stop()
