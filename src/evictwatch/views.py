@@ -6,6 +6,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .model.hooks import held_seconds, progress_from_status
 from .model.outcome import parse_time
 from .model.selector import matches
 from .model.types import Outcome, outcome_of
@@ -255,6 +256,35 @@ def _context_lines(status: Mapping[str, Any], now: datetime.datetime) -> list[st
     return lines
 
 
+def _hooks_lines(spec: Mapping[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> list[str]:
+    """The pre-eviction hooks this eviction waited for: how long it was held, each hook's state."""
+    names = [str(name) for name in spec.get("hooks") or []]
+    unknown = [str(name) for name in spec.get("unknownHooks") or []]
+    if not names and not unknown:
+        return []
+    hold = spec.get("hold") or {}
+    held = held_seconds(spec, now)
+    released = hold.get("released")
+    state = (f"released ({released})" if isinstance(released, str) else "released") if released else "held"
+    lines = [f"Hooks:         {state}" + (f" for {held:.0f}s" if held is not None else "")]
+    if hold.get("heldAttempts"):
+        lines[0] += f", {_plural(int(hold['heldAttempts']), 'attempt')} answered 429"
+    progress = progress_from_status(status)
+    for name in names:
+        hook = progress.get(name)
+        if hook is None:
+            lines.append(f"  {name:<24} not started")
+            continue
+        started = f", started {age(hook.start_time, now)} ago" if hook.start_time else ""
+        finished = f", finished {age(hook.end_time, now)} ago" if hook.end_time else ""
+        error = f"  ({hook.last_error})" if hook.last_error else ""
+        calls = _plural(hook.calls, "call")
+        lines.append(f"  {name:<24} {hook.state or 'Pending'} after {calls}{started}{finished}{error}")
+    for name in unknown:
+        lines.append(f"  {name:<24} unknown: no hook of this name is configured (not waited for)")
+    return lines
+
+
 def describe(record: Mapping[str, Any], now: datetime.datetime | None = None) -> str:
     """One record in full: the Pod, who, why, the timeline, context and deliveries."""
     now = now or datetime.datetime.now(datetime.UTC)
@@ -295,5 +325,6 @@ def describe(record: Mapping[str, Any], now: datetime.datetime | None = None) ->
     if spec.get("pressure"):
         pressure = spec["pressure"]
         lines.append(f"Pressure:      {pressure.get('resource', '')} {pressure.get('usage', '')}".rstrip())
+    lines += _hooks_lines(spec, status, now)
     lines += _context_lines(status, now)
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from evictwatch.sinks.prehooks import HANDLERS
 from evictwatch.testing.cluster import Cluster, HttpReply, unique, wait_for
 from evictwatch.testing.fixtures import StartOperator
 from evictwatch.testing.hookserver import HookServer
+from evictwatch.views import describe
 
 KEY = b"hooks-test-key"
 DRAIN_RETRY_SECONDS = 5.0
@@ -156,6 +157,10 @@ async def test_a_drain_waits_for_the_hook_and_goes_through_once_it_is_done(
     (progress,) = record["status"]["hooks"]
     assert progress["calls"] == len(hook.calls) >= 2
     assert progress["startTime"] and progress["endTime"]
+    described = describe(record)  # what `evictwatch describe` prints
+    assert "Hooks:         released (HooksDone) for" in described
+    assert f"{len(seen.held)} attempts answered 429" in described
+    assert f"flush-cache              Done after {progress['calls']} calls, started" in described
     assert {key for _, key in hook.calls} == {f"{pod.metadata.uid}/flush-cache"}
     assert hook.most_in_flight == 1
     assert hook.bodies[0]["spec"]["pod"]["name"] == name  # the record, as JSON

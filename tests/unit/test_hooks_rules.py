@@ -211,3 +211,44 @@ def test_the_report_lists_what_hooks_held_longest_first() -> None:
     assert "Held by pre-eviction hooks" in page and "flush-cache Done (4 calls)" in page
     assert "No eviction was held" not in page
     assert "No eviction was held" in render(records[2:], Window(at(-60), at(60)))
+
+
+def test_describe_shows_the_hold_and_each_hooks_state() -> None:
+    from evictwatch.views import describe
+
+    now = datetime.datetime(2026, 12, 3, 12, 0, 0, tzinfo=datetime.UTC)
+    record: dict[str, Any] = {
+        "metadata": {"name": "web-0-abc", "namespace": "shop"},
+        "spec": {
+            "pod": {"name": "web-0", "uid": "u1"},
+            "source": "EvictionAPI",
+            "hooks": ["flush-cache", "notify"],
+            "unknownHooks": ["typo"],
+            "hold": {
+                "since": "2026-12-03T11:59:00Z",
+                "heldAttempts": 4,
+                "released": "HooksDone",
+                "releasedTime": "2026-12-03T11:59:42Z",
+            },
+        },
+        "status": {
+            "hooks": [
+                {
+                    "name": "flush-cache",
+                    "state": "Done",
+                    "calls": 3,
+                    "startTime": "2026-12-03T11:59:00Z",
+                    "endTime": "2026-12-03T11:59:40Z",
+                }
+            ]
+        },
+    }
+    text = describe(record, now)
+    assert "Hooks:         released (HooksDone) for 42s, 4 attempts answered 429" in text
+    assert "flush-cache" in text and "Done after 3 calls, started 60s ago, finished 20s ago" in text
+    assert "notify                   not started" in text
+    assert "typo                     unknown" in text
+    record["spec"]["hold"] = {"since": "2026-12-03T11:59:30Z", "heldAttempts": 1}
+    assert "Hooks:         held for 30s, 1 attempt answered 429" in describe(record, now)
+    del record["spec"]["hooks"], record["spec"]["unknownHooks"]
+    assert "Hooks:" not in describe(record, now)
