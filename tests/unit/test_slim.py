@@ -28,7 +28,8 @@ def pod(**status: Any) -> dict[str, Any]:
             "deletionTimestamp": "2026-12-03T12:00:00Z",
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Other", "name": "o", "uid": "o1"},
-                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "r1", "controller": True},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "r1"}
+                | {"controller": True},
             ],
             "managedFields": MANAGED,
         },
