@@ -171,6 +171,10 @@ async def run(
         without = await drain(api, baseline, names, concurrency, retries, retry_interval)
         config = common.operator_config(
             run_id,
+            # Its own namespace only, as in bench.added_latency: the drain without the operator left
+            # 1,800 Pods terminating with a DisruptionTarget, which the watchers would otherwise record
+            # (and the controller settle) during the measured drain.
+            capture={"namespaces": [namespace]},
             controller={
                 "blockedAfterSeconds": blocked_after,
                 **({"workers": workers} if workers else {}),

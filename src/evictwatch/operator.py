@@ -114,7 +114,10 @@ class Operator:
         context = self._tls_context()
         acting = self.config.controller.enabled or self.config.watchers.enabled
         if settings.podCache or acting:
-            self.pod_cache = PodFactsCache(api)
+            capture = self.config.capture
+            self.pod_cache = PodFactsCache(
+                api, namespaces=capture.namespaces, exclude_namespaces=capture.excludeNamespaces
+            )
             self._caches.append(asyncio.create_task(self.pod_cache.run(), name="pod-cache"))
         lookup = self.pod_cache.lookup if settings.podCache and self.pod_cache is not None else None
         rules = hook_rules(self.config.hooks)

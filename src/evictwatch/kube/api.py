@@ -17,7 +17,7 @@ import contextlib
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -151,8 +151,12 @@ class JsonApi:
         body: Any = None,
         params: dict[str, str] | None = None,
         content_type: str = "application/json",
+        decode: Callable[[bytes], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """One call; the answer's JSON, :class:`ApiError` for a 4xx/5xx, ConnectionError for none."""
+        """One call; the answer's JSON, :class:`ApiError` for a 4xx/5xx, ConnectionError for none.
+
+        ``decode`` reads the answer in place of ``json.loads`` (a list page through a slim
+        schema of :mod:`.slim`)."""
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         url = self._url(path, params)
         for retry in (False, True):
@@ -175,6 +179,8 @@ class JsonApi:
             break
         if status >= 400:
             raise error_for(status, content, f"{method} {path}: HTTP {status}")
+        if decode is not None:
+            return decode(content)
         result: dict[str, Any] = json.loads(content)
         return result
 

@@ -47,6 +47,8 @@ class Informer(Generic[T]):
         *,
         field_selector: str | None = None,
         page_size: int = 500,
+        decode_event: Callable[[bytes], dict[str, Any]] | None = None,
+        decode_page: Callable[[bytes], dict[str, Any]] | None = None,
     ) -> None:
         self.name = name
         self.transform = transform
@@ -62,7 +64,10 @@ class Informer(Generic[T]):
             page_size=page_size,
             on_list_start=self._list_started,
             on_list_done=self._list_done,
+            decode_page=decode_page,
         )
+        if decode_event is not None:
+            self.watch.decode_event = decode_event
 
     @property
     def synced(self) -> bool:

@@ -54,6 +54,10 @@ class ListWatch:
     on_list_start: Callable[[], None] | None = None
     """Called before a full list; with :attr:`on_list_done` a cache can drop what vanished."""
     on_list_done: Callable[[], None] | None = None
+    decode_event: Callable[[bytes], dict[str, Any]] = json.loads
+    """Reads one line of the stream: a slim schema (:mod:`.slim`) keeps only what the handler reads."""
+    decode_page: Callable[[bytes], dict[str, Any]] | None = None
+    """Reads one page of the list (``None``: all of it, ``json.loads``)."""
     live: bool = False
     """True while a watch stream is open: what a cache has seen is then current (up to the
     stream's own delay); False while listing, reconnecting or backing off."""
@@ -68,7 +72,7 @@ class ListWatch:
 
     async def _get_page(self, params: dict[str, str]) -> dict[str, Any]:
         try:
-            return await self.api.request("GET", self.path, params=params)
+            return await self.api.request("GET", self.path, params=params, decode=self.decode_page)
         except GoneError:
             raise Gone() from None
 
@@ -114,10 +118,10 @@ class ListWatch:
         except GoneError:
             raise Gone() from None
 
-    async def _on_line(self, line: str | bytes) -> None:
+    async def _on_line(self, line: bytes) -> None:
         if not line or line.isspace():
             return
-        event = json.loads(line)
+        event = self.decode_event(line)
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == 410:

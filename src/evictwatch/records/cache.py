@@ -8,15 +8,17 @@ instead of reading each record back.
 Each record is kept as its compact JSON (about 1.8 KB for a settled record with every field),
 not as decoded dicts (about 11 KB each, measured with tracemalloc): with retention's default of
 1,000 records per namespace a cluster can hold tens of thousands, and decoding one on use costs
-about 17 µs. managedFields are dropped: nothing here reads them.
+about 17 µs. managedFields are dropped: nothing here reads them, so the watch does not even
+decode them (:data:`evictwatch.kube.slim.record_event`), and the packing and unpacking are
+msgspec's (about 4 x faster than the json module's for a record).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..kube import slim
 from ..kube.api import JsonApi
 from ..kube.informer import Informer, Key
 from ..model.podeviction import record_path
@@ -27,14 +29,21 @@ RecordSubscriber = Callable[[str, Key, dict[str, Any] | None], None]
 def _pack(record: dict[str, Any]) -> bytes:
     metadata = dict(record.get("metadata") or {})
     metadata.pop("managedFields", None)
-    return json.dumps({**record, "metadata": metadata}, separators=(",", ":")).encode()
+    return slim.compact({**record, "metadata": metadata})
 
 
 class RecordCache:
     """``(namespace, name) -> record`` for every PodEviction."""
 
     def __init__(self, api: JsonApi) -> None:
-        self.informer: Informer[bytes] = Informer(api, record_path(""), "podevictions", _pack)
+        self.informer: Informer[bytes] = Informer(
+            api,
+            record_path(""),
+            "podevictions",
+            _pack,
+            decode_event=slim.record_event,
+            decode_page=slim.record_page,
+        )
         self.watch = self.informer.watch
         self.subscribers: list[RecordSubscriber] = []
         self.informer.subscribers.append(self._tell)
@@ -42,7 +51,7 @@ class RecordCache:
     def _tell(self, kind: str, key: Key, packed: bytes | None) -> None:
         if not self.subscribers:
             return
-        record = json.loads(packed) if packed is not None else None
+        record = slim.loads(packed) if packed is not None else None
         for subscriber in list(self.subscribers):
             subscriber(kind, key, record)
 
@@ -57,12 +66,12 @@ class RecordCache:
         packed = self.informer.get(namespace, name)
         if packed is None:
             return None
-        record: dict[str, Any] = json.loads(packed)
+        record: dict[str, Any] = slim.loads(packed)
         return record
 
     def items(self) -> Iterator[tuple[Key, dict[str, Any]]]:
         for key, packed in self.informer.items():
-            yield key, json.loads(packed)
+            yield key, slim.loads(packed)
 
     def __len__(self) -> int:
         return len(self.informer)
