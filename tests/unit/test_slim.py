@@ -25,6 +25,10 @@ def pod(**status: Any) -> dict[str, Any]:
             "uid": "u1",
             "resourceVersion": "42",
             "labels": {"app": "web", "tier": "front"},
+            "annotations": {
+                "evictwatch.io/pre-eviction-hooks": "flush-cache",
+                "kubectl.kubernetes.io/last-applied-configuration": '{"kind": "Pod"}',
+            },
             "deletionTimestamp": "2026-12-03T12:00:00Z",
             "ownerReferences": [
                 {"apiVersion": "v1", "kind": "Other", "name": "o", "uid": "o1"},
@@ -63,6 +67,8 @@ def test_a_pod_event_keeps_what_the_cache_reads_and_drops_the_rest() -> None:
     assert event["type"] == "MODIFIED"
     assert obj["metadata"]["resourceVersion"] == "42"  # the watch resumes from it
     assert pod_info_from_json(obj) == pod_info_from_json(full)
+    assert pod_info_from_json(obj).hooks_annotation == "flush-cache"  # what the hooks read
+    assert obj["metadata"]["annotations"] == {"evictwatch.io/pre-eviction-hooks": "flush-cache"}
     assert disruption_target(obj) == {
         k: v for k, v in (disruption_target(full) or {}).items() if k != "lastProbeTime"
     }

@@ -29,12 +29,18 @@ class _OwnerReference(TypedDict, total=False):
     controller: bool
 
 
+# Of a Pod's annotations only the one the hooks read (kubectl's last-applied-configuration and
+# the like are skipped as they are parsed). The key is not an identifier, hence this spelling.
+_PodAnnotations = TypedDict("_PodAnnotations", {"evictwatch.io/pre-eviction-hooks": str}, total=False)
+
+
 class _PodMetadata(TypedDict, total=False):
     name: str
     namespace: str
     uid: str
     resourceVersion: str
     labels: dict[str, str]
+    annotations: _PodAnnotations
     ownerReferences: list[_OwnerReference]
     deletionTimestamp: str
 
