@@ -20,7 +20,7 @@ from evictwatch.testing.node_pods import create_pod, pod_spec, wait_running
 
 
 def test_a_machine_without_root_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The skip (or, under CI, the failure) names the reason; not being root is one."""
+    """The failure names the reason; not being root is one."""
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert why_no_real_node() == (
         "a real node needs root (the kubelet makes cgroups and containerd mounts filesystems)"
