@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import sys
 import time
 from collections import Counter
@@ -137,9 +138,25 @@ async def populate(
     return per_second
 
 
-async def run(
+async def run(target: Target, *, pin: bool = True, **options: Any) -> dict[str, Any]:
+    """The storm; with ``pin``, the control plane and the draining client on one CPU and the
+    operator on the other, in both drains (in a cluster the operator runs on its own node)."""
+    everywhere = os.sched_getaffinity(0)
+    pin = pin and len(everywhere) >= 2 and common.pin_control_plane(target, {min(everywhere)})
+    try:
+        if pin:
+            os.sched_setaffinity(0, {min(everywhere)})
+        return await _run(target, operator_cpus={max(everywhere)} if pin else None, **options)
+    finally:
+        if pin:  # as it was, for whatever runs next on this control plane
+            os.sched_setaffinity(0, everywhere)
+            common.pin_control_plane(target, everywhere)
+
+
+async def _run(
     target: Target,
     *,
+    operator_cpus: set[int] | None = None,
     results_dir: str | Path | None = None,
     pods: int = 2000,
     nodes: int = 20,
@@ -183,7 +200,9 @@ async def run(
                 "retention": {"maxPerNamespace": 1_000_000},
             },
         )
-        operator = OperatorProcess(target, config, profile=profile, identity=f"bench-storm-{run_id}")
+        operator = OperatorProcess(
+            target, config, profile=profile, identity=f"bench-storm-{run_id}", cpus=operator_cpus
+        )
         await operator.start(api)
         try:
             await operator.wait_leading(api)
@@ -269,6 +288,11 @@ async def run(
             "group_size": group_size,
             "blocked_share": blocked_share,
             "pdbs": len(blocked),
+            "pinned": (
+                f"control plane and client on the other CPUs, operator on CPU {min(operator_cpus)}"
+                if operator_cpus
+                else "no"
+            ),
             "concurrency": concurrency,
             "retry_interval_seconds": retry_interval,
             "retries": retries,
@@ -405,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
         "--workers", type=int, default=None, help="the operator's controller.workers (default: its own)"
     )
     p.add_argument("--profile", help="run the operator under cProfile and write the profile here")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the control plane and operator to CPUs")
     args = p.parse_args(argv)
     quick = args.quick
     common.main_with(
@@ -419,6 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         blocked_after=1.0 if quick else args.blocked_after,
         workers=args.workers,
         profile=args.profile,
+        pin=not args.no_pin,
     )
 
 

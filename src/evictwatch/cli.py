@@ -144,15 +144,12 @@ def evict(
     target = resolve_or_exit(kubeconfig, context)
 
     async def call() -> tuple[int, dict[str, Any], str]:
-        client = target.client()
-        try:
-            ns = scope if sep else namespace or client.namespace
-            code, body = await evict_pod(
-                client, ns, name, policy_version=policy_version, dry_run=dry_run, grace_period=grace_period
-            )
-            return code, body, ns
-        finally:
-            await client.close()
+        connection = target.connection()
+        ns = scope if sep else namespace or connection.namespace
+        code, body = await evict_pod(
+            connection, ns, name, policy_version=policy_version, dry_run=dry_run, grace_period=grace_period
+        )
+        return code, body, ns
 
     code, body, ns = run_api(call, target, "evict pods")
     suffix = " (dry run)" if dry_run else ""

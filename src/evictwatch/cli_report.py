@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .kube.client import CALL_ERRORS, KubeConfigError, make_client
+from .kube.client import CALL_ERRORS, KubeConfigError, cluster_config
 from .report.browser import BrowserError, BrowserNotFound, find_chromium, pdf_html, screenshot_html
 from .report.collect import collect
 from .report.render import render
@@ -52,11 +52,7 @@ def window_from_options(
 async def _collect(
     kubeconfig: str | None, window: Window, namespace: str | None, node: str | None
 ) -> list[dict[str, Any]]:
-    client = make_client(kubeconfig, timeout=30.0)
-    try:
-        return await collect(client, window, namespace=namespace, node=node)
-    finally:
-        await client.close()
+    return await collect(cluster_config(kubeconfig), window, namespace=namespace, node=node)
 
 
 def _through_chromium(page: str, output_format: str) -> bytes:

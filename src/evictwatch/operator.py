@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from lightkube import AsyncClient
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__, pki, telemetry
@@ -40,7 +39,7 @@ from .controller.hooks import HookRunner
 from .controller.leader import LeaderElector, LeaseApi
 from .controller.loop import Controller
 from .kube.api import JsonApi
-from .kube.client import make_client
+from .kube.client import cluster_config
 from .kube.errors import Conflict
 from .model.hooks import HookRule
 from .records.cache import RecordCache
@@ -66,7 +65,9 @@ class Operator:
     kubeconfig: str | Path | None = None
     self_signed: bool = False
     install_crd: bool = True
-    client: AsyncClient | None = None
+    client: Any = None
+    """Where to connect, in place of ``kubeconfig``: a lightkube ``KubeConfig`` or ``SingleConfig``,
+    or a lightkube client (its configuration is taken; its HTTP stack is not used)."""
     identity: str = field(default_factory=default_identity)
     record_key: bytes | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -101,7 +102,7 @@ class Operator:
             raise ConfigError("hooks: pre-eviction hooks need controller.enabled (the leader calls them)")
         build_hook_callers(self.config.hooks, self.environ, None)  # a hook that cannot be called fails here
         settings = self.config.webhook
-        self.client = self.client or make_client(self.kubeconfig)
+        self.client = self.client or cluster_config(self.kubeconfig)
         api = self.api = JsonApi(self.client, user_agent=f"evictwatch/{__version__} ({self.identity})")
         if self.install_crd:
             await ensure_crd(api)
@@ -121,7 +122,17 @@ class Operator:
             self._caches.append(asyncio.create_task(self.pod_cache.run(), name="pod-cache"))
         lookup = self.pod_cache.lookup if settings.podCache and self.pod_cache is not None else None
         rules = hook_rules(self.config.hooks)
-        webhook = EvictionWebhook(capture_filter, store, lookup=lookup, hooks=rules)
+        await self._serve(EvictionWebhook(capture_filter, store, lookup=lookup, hooks=rules), context)
+        if self.config.metricsPort or self.metrics_port:
+            await self._start_metrics()
+        if acting:
+            await self._start_acting(api, store, capture_filter, rules, key)
+
+    async def _serve(self, webhook: EvictionWebhook, context: ssl.SSLContext) -> None:
+        """The webhook's HTTPS server; with ``--self-signed``, its registration too."""
+        api = self.api
+        assert api is not None
+        settings = self.config.webhook
         reloader = None
         if not self.self_signed:
             assert settings.certFile is not None and settings.keyFile is not None
@@ -148,33 +159,40 @@ class Operator:
                 settings.configurationName,
                 self.webhook_url,
             )
-        if self.config.metricsPort or self.metrics_port:
-            await self._start_metrics()
-        if acting:
-            assert self.pod_cache is not None
-            self._http = aiohttp.ClientSession(trust_env=True)  # proxies from the environment, as before
-            sinks = build_sinks(self.config, api, self._http, self.environ)
-            watching = self.config.watchers
-            if self.config.controller.enabled:
-                callers = build_hook_callers(self.config.hooks, self.environ, self._http)
-                runner = HookRunner(api, self.records, rules, callers, key)
-                self.controller = Controller(
-                    api,
-                    self.records,
-                    self.pod_cache,
-                    sinks,
-                    key,
-                    self.config.controller,
-                    events=watching.events,
-                    hooks=runner,
-                )
-            if watching.enabled and watching.pods:
-                self.watchers = Watchers(store, self.records, self.pod_cache, capture_filter)
-            if watching.enabled and watching.evictionRequests:
-                self.eviction_requests = EvictionRequestWatcher(store, capture_filter)
-            if self.config.controller.leaderElection.enabled:
-                await self._ensure_namespace(self.config.self.namespace)
-            self._background = asyncio.create_task(self._lead(), name="leader")
+
+    async def _start_acting(
+        self,
+        api: JsonApi,
+        store: RecordStore,
+        capture_filter: CaptureFilter,
+        rules: Sequence[HookRule],
+        key: bytes,
+    ) -> None:
+        """The sinks, the controller (with the hook runner) and the watchers; then the election."""
+        assert self.pod_cache is not None and self.records is not None
+        self._http = aiohttp.ClientSession(trust_env=True)  # proxies from the environment, as before
+        sinks = build_sinks(self.config, api, self._http, self.environ)
+        watching = self.config.watchers
+        if self.config.controller.enabled:
+            callers = build_hook_callers(self.config.hooks, self.environ, self._http)
+            runner = HookRunner(api, self.records, rules, callers, key)
+            self.controller = Controller(
+                api,
+                self.records,
+                self.pod_cache,
+                sinks,
+                key,
+                self.config.controller,
+                events=watching.events,
+                hooks=runner,
+            )
+        if watching.enabled and watching.pods:
+            self.watchers = Watchers(store, self.records, self.pod_cache, capture_filter)
+        if watching.enabled and watching.evictionRequests:
+            self.eviction_requests = EvictionRequestWatcher(store, capture_filter)
+        if self.config.controller.leaderElection.enabled:
+            await self._ensure_namespace(self.config.self.namespace)
+        self._background = asyncio.create_task(self._lead(), name="leader")
 
     async def _lead(self) -> None:
         """Run the controller and watchers while leading; go back to waiting when the lease is lost.

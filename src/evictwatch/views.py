@@ -1,15 +1,20 @@
-"""How records look on a terminal: tables like ``kubectl get``, and ``describe`` text (no I/O)."""
+"""How records look on a terminal: tables like ``kubectl get``, and ``describe`` text (no I/O).
+
+Every view reads a record through the one codec (:class:`PodEviction`), so the CLI shows the
+same defaults as the report and the sinks; only ``-o json|yaml`` and ``--sort-by`` read the
+record as the API gave it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .model.hooks import held_seconds, progress_from_status
 from .model.outcome import parse_time
+from .model.podeviction import PodEviction, Status
 from .model.selector import matches
-from .model.types import Outcome, outcome_of
+from .model.types import DeleteOptions, Outcome, Requester, Source, outcome_of
 from .model.why import DOOR_ONLY_REASONS, describes_the_door
 from .report.window import WindowError
 from .report.window import parse_duration as _seconds
@@ -38,25 +43,25 @@ def age(since: str | None, now: datetime.datetime) -> str:
     return f"{seconds}s"
 
 
-def last_activity(record: Mapping[str, Any]) -> str:
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    return str(
-        status.get("outcomeTime")
-        or spec.get("lastAttemptTime")
-        or (record.get("metadata") or {}).get("creationTimestamp")
-        or ""
-    )
+def decoded(record: Mapping[str, Any] | PodEviction) -> PodEviction:
+    """The record through the one codec (``model/podeviction_json.py``): its defaults, its types."""
+    return record if isinstance(record, PodEviction) else PodEviction.from_json(record)
 
 
-def outcome_text(record: Mapping[str, Any]) -> str:
+def last_activity(record: Mapping[str, Any] | PodEviction) -> str:
+    """When the record last changed as a story: its outcome, else its last attempt, else its birth."""
+    typed = decoded(record)
+    return typed.status.outcome_time or typed.spec.last_attempt_time or typed.metadata.creation_timestamp
+
+
+def outcome_text(record: Mapping[str, Any] | PodEviction) -> str:
     """The record's outcome by its current name (``Failed`` reads as ``EvictedByKubelet``)."""
-    return str(outcome_of((record.get("status") or {}).get("outcome")))
+    return str(decoded(record).status.outcome)
 
 
-def of_missing_pod(record: Mapping[str, Any]) -> bool:
+def of_missing_pod(record: Mapping[str, Any] | PodEviction) -> bool:
     """An eviction of a Pod that did not exist (a typo): PodGone, hidden unless asked for."""
-    return outcome_text(record) == Outcome.POD_GONE
+    return decoded(record).status.outcome == Outcome.POD_GONE
 
 
 def select(
@@ -73,76 +78,73 @@ def select(
 
     ``labels`` is a selector (matchLabels/matchExpressions) evaluated on ``spec.pod.labels``.
     Records of Pods that never existed are left out unless ``show_missing`` or the outcome
-    asked for is ``PodGone``.
+    asked for is ``PodGone``. The records come back as they were given (``-o yaml`` prints them).
     """
-    kept = []
+    wanted = outcome_of(outcome) if outcome else None
+    kept: list[tuple[str, Mapping[str, Any]]] = []
     for record in records:
-        spec = record.get("spec") or {}
-        if source and source not in (spec.get("sources") or [spec.get("source")]):
+        typed = decoded(record)
+        if source and source not in typed.all_sources:
             continue
-        if outcome and outcome_text(record) != str(outcome_of(outcome)):
+        if wanted is not None and typed.status.outcome != wanted:
             continue
-        if not show_missing and not outcome and of_missing_pod(record):
+        if not show_missing and wanted is None and typed.status.outcome == Outcome.POD_GONE:
             continue
-        if labels and not matches(labels, (spec.get("pod") or {}).get("labels") or {}):
+        if labels and not matches(labels, typed.spec.pod.labels):
             continue
+        moment = last_activity(typed)
         if since is not None:
-            moment = parse_time(last_activity(record))
-            if moment is None or now - moment > since:
+            parsed = parse_time(moment)
+            if parsed is None or now - parsed > since:
                 continue
-        kept.append(record)
-    return sorted(kept, key=last_activity)
+        kept.append((moment, record))
+    return [record for _, record in sorted(kept, key=lambda pair: pair[0])]
 
 
-def requester_name(record: Mapping[str, Any]) -> str:
+def requester_name(record: Mapping[str, Any] | PodEviction) -> str:
     """Who asked first; for a kubelet record from before requesters were kept, its Node's kubelet."""
-    spec = record.get("spec") or {}
-    username = (spec.get("requester") or {}).get("username")
-    if username:
-        return str(username)
-    node = (spec.get("pod") or {}).get("nodeName")
-    if spec.get("source") == "Kubelet" and node:
+    typed = decoded(record)
+    if typed.spec.requester is not None and typed.spec.requester.username:
+        return typed.spec.requester.username
+    node = typed.spec.pod.node_name
+    if typed.spec.source == Source.KUBELET and node:
         return f"system:node:{node}"
     return "<unknown>"
 
 
-def why_text(record: Mapping[str, Any]) -> str:
+def why_text(record: Mapping[str, Any] | PodEviction) -> str:
     """The evicting component's own reason; empty rather than the door's name repeated."""
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    why = status.get("why") or {}
-    if why.get("reason"):
-        return str(why["reason"])
-    reason = str(spec.get("reason") or "")
+    typed = decoded(record)
+    if typed.status.why is not None and typed.status.why.reason:
+        return typed.status.why.reason
+    reason = typed.spec.reason
     if reason and not describes_the_door(reason):
         return reason
-    outcome_reason = str(status.get("outcomeReason") or "")
+    outcome_reason = typed.status.outcome_reason
     return "" if any(door in outcome_reason for door in DOOR_ONLY_REASONS) else outcome_reason
 
 
-def row(record: Mapping[str, Any], now: datetime.datetime, wide: bool = False) -> list[str]:
-    metadata = record.get("metadata") or {}
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    pod = spec.get("pod") or {}
-    requester = spec.get("requester") or {}
+def row(record: Mapping[str, Any] | PodEviction, now: datetime.datetime, wide: bool = False) -> list[str]:
+    """One line of ``get``: the columns of :data:`COLUMNS` (and :data:`WIDE` with ``-o wide``)."""
+    typed = decoded(record)
+    spec = typed.spec
     cells = [
-        str(metadata.get("namespace", "")),
-        str(pod.get("name", "")),
-        str(pod.get("nodeName") or "<none>"),
-        str(spec.get("source", "")),
-        requester_name(record),
-        outcome_text(record),
-        str(spec.get("attempts", 0)),
-        age(str(metadata.get("creationTimestamp", "")), now),
+        typed.metadata.namespace,
+        spec.pod.name,
+        spec.pod.node_name or "<none>",
+        str(spec.source),
+        requester_name(typed),
+        str(typed.status.outcome),
+        str(spec.attempts),
+        age(typed.metadata.creation_timestamp, now),
     ]
     if wide:
-        owners = status.get("owners") or []
-        top = owners[-1] if owners else pod.get("owner") or {}
+        top = typed.top_owner
+        component = spec.requester.component if spec.requester is not None else "unknown"
         cells += [
-            f"{top.get('kind')}/{top.get('name')}" if top.get("name") else "<none>",
-            str(requester.get("component") or "unknown"),
-            why_text(record),
+            f"{top.kind}/{top.name}" if top is not None and top.name else "<none>",
+            str(component or "unknown"),
+            why_text(typed),
         ]
     return cells
 
@@ -204,73 +206,78 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _requester_lines(requester: Mapping[str, Any], indent: str) -> list[str]:
+def _requester_lines(requester: Requester, indent: str) -> list[str]:
     lines = [
-        f"{indent}User:        {requester.get('username') or '<unknown>'}",
-        f"{indent}Component:   {requester.get('component') or 'unknown'}",
+        f"{indent}User:        {requester.username or '<unknown>'}",
+        f"{indent}Component:   {requester.component or 'unknown'}",
     ]
-    if requester.get("serviceAccount"):
-        account = requester["serviceAccount"]
-        lines.append(f"{indent}Account:     {account.get('namespace')}/{account.get('name')}")
-    if requester.get("fieldManager"):
-        lines.append(f"{indent}Manager:     {requester['fieldManager']}")
-    if requester.get("groups"):
-        lines.append(f"{indent}Groups:      {', '.join(requester['groups'])}")
+    if requester.service_account is not None:
+        account = requester.service_account
+        lines.append(f"{indent}Account:     {account.namespace}/{account.name}")
+    if requester.field_manager:
+        lines.append(f"{indent}Manager:     {requester.field_manager}")
+    if requester.groups:
+        lines.append(f"{indent}Groups:      {', '.join(requester.groups)}")
     return lines
 
 
-def _why_lines(spec: Mapping[str, Any], status: Mapping[str, Any]) -> list[str]:
-    why = status.get("why") or {}
-    reason = str(spec.get("reason") or "")
+def _why_lines(record: PodEviction) -> list[str]:
+    why, spec = record.status.why, record.spec
     lines: list[str] = []
-    if why:
-        text = f"{why.get('component', '')} {why.get('reason', '')}: {why.get('message', '')}"
+    if why is not None and (why.component or why.reason or why.message):
+        text = f"{why.component} {why.reason}: {why.message}"
         lines.append(f"  {text.strip().rstrip(':')}")
-    if reason and not describes_the_door(reason):
-        lines.append(f"  {reason}: {spec.get('message', '')}".rstrip(": "))
+    if spec.reason and not describes_the_door(spec.reason):
+        lines.append(f"  {spec.reason}: {spec.message}".rstrip(": "))
     return ["Why:", *lines] if lines else []
 
 
-def _context_lines(status: Mapping[str, Any], now: datetime.datetime) -> list[str]:
+def _options_text(options: DeleteOptions) -> str:
+    """The attempt's DeleteOptions as the API names them, only those given."""
+    given = {
+        "gracePeriodSeconds": options.grace_period_seconds,
+        "preconditions.uid": options.precondition_uid,
+        "preconditions.resourceVersion": options.precondition_resource_version,
+        "dryRun": ",".join(options.dry_run) or None,
+        "propagationPolicy": options.propagation_policy,
+    }
+    return ", ".join(f"{name}={value}" for name, value in given.items() if value is not None)
+
+
+def _context_lines(status: Status, now: datetime.datetime) -> list[str]:
     lines: list[str] = []
-    owners = status.get("owners") or []
-    if owners:
-        chain = " <- ".join(f"{o.get('kind')}/{o.get('name')}" for o in reversed(owners))
+    if status.owners:
+        chain = " <- ".join(f"{owner.kind}/{owner.name}" for owner in reversed(status.owners))
         lines.append(f"Owners:        {chain}")
-    for budget in status.get("disruptionBudgets") or []:
+    for budget in status.disruption_budgets:
         lines.append(
-            f"PDB:           {budget.get('name')}: {budget.get('currentHealthy')} healthy, "
-            f"{budget.get('desiredHealthy')} required, "
-            f"{_plural(int(budget.get('disruptionsAllowed') or 0), 'disruption')} allowed"
+            f"PDB:           {budget.name}: {budget.current_healthy} healthy, "
+            f"{budget.desired_healthy} required, "
+            f"{_plural(budget.disruptions_allowed or 0, 'disruption')} allowed"
         )
-    deliveries = status.get("deliveries") or {}
-    if deliveries:
+    if status.deliveries:
         lines.append("Deliveries:")
-        for sink, state in sorted(deliveries.items()):
-            error = f"  ({state['lastError']})" if state.get("lastError") else ""
-            tries = _plural(int(state.get("attempts") or 0), "try")
-            moment = f", {age(state['time'], now)} ago" if state.get("time") else ""
-            lines.append(
-                f"  {sink:<24} {state.get('state')} ({state.get('outcome', '')}) after {tries}{moment}{error}"
-            )
+        for sink, state in sorted(status.deliveries.items()):
+            error = f"  ({state.last_error})" if state.last_error else ""
+            moment = f", {age(state.time, now)} ago" if state.time else ""
+            tries = _plural(state.attempts, "try")
+            lines.append(f"  {sink:<24} {state.state} ({state.outcome}) after {tries}{moment}{error}")
     return lines
 
 
-def _hooks_lines(spec: Mapping[str, Any], status: Mapping[str, Any], now: datetime.datetime) -> list[str]:
+def _hooks_lines(record: PodEviction, now: datetime.datetime) -> list[str]:
     """The pre-eviction hooks this eviction waited for: how long it was held, each hook's state."""
-    names = [str(name) for name in spec.get("hooks") or []]
-    unknown = [str(name) for name in spec.get("unknownHooks") or []]
-    if not names and not unknown:
+    spec = record.spec
+    if not spec.hooks and not spec.unknown_hooks:
         return []
-    hold = spec.get("hold") or {}
-    held = held_seconds(spec, now)
-    released = hold.get("released")
-    state = (f"released ({released})" if isinstance(released, str) else "released") if released else "held"
+    hold = spec.hold
+    state = (f"released ({hold.released})" if hold.released else "held") if hold is not None else "held"
+    held = record.held_seconds if hold is not None and hold.released else _held_until(record, now)
     lines = [f"Hooks:         {state}" + (f" for {held:.0f}s" if held is not None else "")]
-    if hold.get("heldAttempts"):
-        lines[0] += f", {_plural(int(hold['heldAttempts']), 'attempt')} answered 429"
-    progress = progress_from_status(status)
-    for name in names:
+    if hold is not None and hold.held_attempts:
+        lines[0] += f", {_plural(hold.held_attempts, 'attempt')} answered 429"
+    progress = {hook.name: hook for hook in record.status.hooks}
+    for name in spec.hooks:
         hook = progress.get(name)
         if hook is None:
             lines.append(f"  {name:<24} not started")
@@ -280,51 +287,54 @@ def _hooks_lines(spec: Mapping[str, Any], status: Mapping[str, Any], now: dateti
         error = f"  ({hook.last_error})" if hook.last_error else ""
         calls = _plural(hook.calls, "call")
         lines.append(f"  {name:<24} {hook.state or 'Pending'} after {calls}{started}{finished}{error}")
-    for name in unknown:
+    for name in spec.unknown_hooks:
         lines.append(f"  {name:<24} unknown: no hook of this name is configured (not waited for)")
     return lines
 
 
-def describe(record: Mapping[str, Any], now: datetime.datetime | None = None) -> str:
+def _held_until(record: PodEviction, now: datetime.datetime) -> float | None:
+    """How long a still-held eviction has been held, as of ``now``."""
+    since = parse_time(record.spec.hold.since) if record.spec.hold is not None else None
+    return max((now - since).total_seconds(), 0.0) if since is not None else None
+
+
+def describe(record: Mapping[str, Any] | PodEviction, now: datetime.datetime | None = None) -> str:
     """One record in full: the Pod, who, why, the timeline, context and deliveries."""
     now = now or datetime.datetime.now(datetime.UTC)
-    metadata = record.get("metadata") or {}
-    spec = record.get("spec") or {}
-    status = record.get("status") or {}
-    pod = spec.get("pod") or {}
-    labels = ", ".join(f"{k}={v}" for k, v in sorted((pod.get("labels") or {}).items()))
+    typed = decoded(record)
+    metadata, spec, status, pod = typed.metadata, typed.spec, typed.status, typed.spec.pod
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(pod.labels.items()))
     lines = [
-        f"Name:          {metadata.get('name')}",
-        f"Namespace:     {metadata.get('namespace')}",
-        f"Pod:           {pod.get('name')}" + ("" if pod.get("found", True) else "  (did not exist)"),
-        f"Pod UID:       {pod.get('uid', '<unknown>')}",
-        f"Node:          {pod.get('nodeName') or '<none>'}",
+        f"Name:          {metadata.name}",
+        f"Namespace:     {metadata.namespace}",
+        f"Pod:           {pod.name}" + ("" if pod.exists else "  (did not exist)"),
+        f"Pod UID:       {pod.uid or '<unknown>'}",
+        f"Node:          {pod.node_name or '<none>'}",
         f"Labels:        {labels or '<none>'}",
-        f"Source:        {spec.get('source')}  (seen through: {', '.join(spec.get('sources') or [])})",
-        f"Outcome:       {outcome_text(record)}"
-        + (f"  {when(status['outcomeTime'], now)}" if status.get("outcomeTime") else ""),
+        f"Source:        {spec.source}  (seen through: {', '.join(spec.sources)})",
+        f"Outcome:       {status.outcome}"
+        + (f"  {when(status.outcome_time, now)}" if status.outcome_time else ""),
     ]
-    if status.get("outcomeReason"):
-        lines.append(f"Reason:        {status['outcomeReason']}")
-    requester = dict(spec.get("requester") or {})
-    if not requester.get("username"):
-        requester["username"] = requester_name(record)
+    if status.outcome_reason:
+        lines.append(f"Reason:        {status.outcome_reason}")
+    requester = spec.requester or Requester(username="")
+    if not requester.username:
+        requester = dataclasses.replace(requester, username=requester_name(typed))
     lines += ["Requester:", *_requester_lines(requester, "  ")]
-    later = [r for r in spec.get("requesters") or [] if r != spec.get("requester")]
+    later = [other for other in spec.requesters if other != spec.requester]
     for index, other in enumerate(later, start=2):
         lines += [f"Requester {index}:", *_requester_lines(other, "  ")]
     lines += [
         "Timeline:",
-        f"  First:       {when(spec.get('firstAttemptTime'), now)}",
-        f"  Last:        {when(spec.get('lastAttemptTime'), now)}",
-        f"  Attempts:    {spec.get('attempts', 0)}",
+        f"  First:       {when(spec.first_attempt_time, now)}",
+        f"  Last:        {when(spec.last_attempt_time, now)}",
+        f"  Attempts:    {spec.attempts}",
     ]
-    if spec.get("deleteOptions"):
-        lines.append(f"  Options:     {spec['deleteOptions']}")
-    lines += _why_lines(spec, status)
-    if spec.get("pressure"):
-        pressure = spec["pressure"]
-        lines.append(f"Pressure:      {pressure.get('resource', '')} {pressure.get('usage', '')}".rstrip())
-    lines += _hooks_lines(spec, status, now)
+    if not spec.delete_options.is_empty():
+        lines.append(f"  Options:     {_options_text(spec.delete_options)}")
+    lines += _why_lines(typed)
+    if spec.pressure is not None:
+        lines.append(f"Pressure:      {spec.pressure.resource} {spec.pressure.usage}".rstrip())
+    lines += _hooks_lines(typed, now)
     lines += _context_lines(status, now)
     return "\n".join(lines)

@@ -853,8 +853,6 @@ async def test_real_cert_manager_issues_the_webhook_certificate_and_injects_its_
                 )
         finally:
             await operator.stop()
-            if operator.client is not None:
-                await operator.client.close()
     finally:
         await delete_cluster_scoped(kube, release)
 
@@ -1038,8 +1036,6 @@ async def test_self_signed_chart_installs_and_its_rbac_serves_the_webhook(
             excluded = [dict(r) async for r in kube.list(PodEviction, namespace=release_namespace)]
         finally:
             await operator.stop()
-            if operator.client is not None:
-                await operator.client.close()
 
         # Everything the operator asked for as the chart's ServiceAccount was allowed (the
         # webhook, the watchers and the controller alike).

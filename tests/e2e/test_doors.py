@@ -16,10 +16,9 @@ from lightkube.resources.core_v1 import Pod
 
 from evictwatch import telemetry
 from evictwatch.config import parse_config
-from evictwatch.kube.client import make_client
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
-from evictwatch.testing.cluster import Cluster, create_namespace, unique, wait_for
+from evictwatch.testing.cluster import Cluster, admin_client, create_namespace, unique, wait_for
 from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.fixtures import LOCAL, StartOperator, merge
 
@@ -151,7 +150,7 @@ async def _said(caplog: pytest.LogCaptureFixture, words: str) -> bool:
 @pytest.fixture
 async def gated(eviction_request_control_plane: ControlPlane) -> AsyncIterator[tuple[Cluster, Operator]]:
     cp = eviction_request_control_plane
-    kube = make_client(cp.kubeconfig_path)
+    kube = admin_client(cp.kubeconfig_path)
     cluster = Cluster(cp, kube, await create_namespace(kube, unique("er")))
     config = merge(LOCAL, local_config(cluster.namespace, watchers={"events": False}))
     operator = Operator(parse_config(config), kubeconfig=cp.kubeconfig_path, self_signed=True, record_key=KEY)
@@ -160,8 +159,6 @@ async def gated(eviction_request_control_plane: ControlPlane) -> AsyncIterator[t
         yield cluster, operator
     finally:
         await operator.stop()
-        if operator.client is not None:
-            await operator.client.close()
         await cluster.cleanup()
         await kube.close()
 

@@ -20,9 +20,8 @@ from lightkube import AsyncClient
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Pod
 
-from evictwatch.kube.client import make_client
 from evictwatch.records.resource import PodEviction
-from evictwatch.testing.cluster import Cluster, create_namespace, wait_for
+from evictwatch.testing.cluster import Cluster, admin_client, create_namespace, wait_for
 from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.helm import run_helm
 from evictwatch.testing.node import RealNode, why_no_real_node
@@ -137,7 +136,7 @@ async def test_chart_installs_runs_records_and_uninstalls(
     chart_cluster: tuple[ControlPlane, RealNode], api_for_pods: TcpProxy
 ) -> None:
     cp, node = chart_cluster
-    client: AsyncClient = make_client(cp.kubeconfig_path)
+    client: AsyncClient = admin_client(cp.kubeconfig_path)
     try:
         await install_and_wait_ready(cp, node, client)
         assert api_for_pods.connections, "the operator never called the API server"

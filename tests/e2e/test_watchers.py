@@ -13,11 +13,10 @@ from lightkube.resources.core_v1 import Node, Pod
 
 from evictwatch import telemetry
 from evictwatch.kube.api import JsonApi
-from evictwatch.kube.client import make_client
 from evictwatch.kube.listwatch import ListWatch
 from evictwatch.operator import Operator
 from evictwatch.records.resource import PodEviction
-from evictwatch.testing.cluster import Cluster, create_namespace, wait_for
+from evictwatch.testing.cluster import Cluster, admin_client, create_namespace, wait_for
 from evictwatch.testing.controlplane import ControlPlane
 from evictwatch.testing.fixtures import StartOperator
 
@@ -287,7 +286,7 @@ async def test_expired_watch_relists_and_loses_nothing(control_plane: ControlPla
     with ControlPlane(
         binaries=control_plane.binaries, extra_apiserver_args=["--watch-cache=false"], audit_log=False
     ) as cp:
-        kube = make_client(cp.kubeconfig_path)
+        kube = admin_client(cp.kubeconfig_path)
         cluster = Cluster(cp, kube, await create_namespace(kube, "expiry"))
         first = await cluster.create_pod("first")
         assert first.metadata is not None

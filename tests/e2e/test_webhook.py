@@ -303,8 +303,6 @@ async def test_an_exec_plugin_identity_is_presented_on_every_path(
         assert metric_value("evictwatch_pod_cache_lookups_total", {"result": "hit"}) == hits + 1
     finally:
         await operator.stop()
-        if operator.client is not None:
-            await operator.client.close()
         await cluster.client.delete(ClusterRoleBinding, binding)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from click.shell_completion import get_completion_class
+from lightkube.config.kubeconfig import SingleConfig
 
 from ..kube.api import JsonApi
 from ..kube.client import status_code
@@ -54,30 +55,27 @@ def version(client_only: bool, kubeconfig: str | None, context: str | None) -> N
         raise SystemExit(failure.code) from None
 
     async def ask() -> tuple[dict[str, Any], str]:
-        client = target.client()
+        connection = target.connection()
+        server = await _get_json(connection, "/version")
         try:
-            server = await _get_json(client, "/version")
-            try:
-                hooks = await _get_json(
-                    client, "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
-                )
-            except Exception as error:
-                if not is_api_failure(error) or status_code(error) is None:
-                    raise
-                return server, f"unknown ({explain(error, target, 'list validatingwebhookconfigurations')})"
-            versions = operator_versions(hooks.get("items") or [])
-            return server, ", ".join(versions) or "not installed (no evictwatch webhook is registered)"
-        finally:
-            await client.close()
+            hooks = await _get_json(
+                connection, "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+            )
+        except Exception as error:
+            if not is_api_failure(error) or status_code(error) is None:
+                raise
+            return server, f"unknown ({explain(error, target, 'list validatingwebhookconfigurations')})"
+        versions = operator_versions(hooks.get("items") or [])
+        return server, ", ".join(versions) or "not installed (no evictwatch webhook is registered)"
 
     server, operator = run_api(ask, target, "read the server's version")
     click.echo(f"Operator:  {operator}")
     click.echo(f"Server:    Kubernetes {server.get('gitVersion', '<unknown>')} at {target.server}")
 
 
-async def _get_json(client: Any, path: str) -> dict[str, Any]:
+async def _get_json(connection: SingleConfig, path: str) -> dict[str, Any]:
     """GET a path as the client's identity, through the one HTTP stack."""
-    api = JsonApi(client, pool_size=1)
+    api = JsonApi(connection, pool_size=1)
     try:
         return await api.request("GET", path)
     finally:

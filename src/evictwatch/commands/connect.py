@@ -20,10 +20,10 @@ from typing import NoReturn, TypeVar
 
 import aiohttp
 import click
-import httpx2
-from lightkube import AsyncClient, KubeConfig
+from lightkube import KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
 
-from ..kube.client import KubeConfigError, error_message, make_client, status_code
+from ..kube.client import KubeConfigError, cluster_config, error_message, status_code
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -61,9 +61,11 @@ class Target:
     origin: str
     """``the kubeconfig /path`` or ``the in-cluster service account``."""
 
-    def client(self, namespace: str | None = None) -> AsyncClient:
+    def connection(self) -> SingleConfig:
+        """The cluster and user to call (:class:`JsonApi` takes it); ``.namespace`` is the
+        context's namespace (``default`` when it names none)."""
         try:
-            return make_client(config=self.config, namespace=namespace)
+            return cluster_config(config=self.config)
         except KubeConfigError as error:
             raise CliFailure(str(error), EXIT_CONFIG) from None
 
@@ -129,7 +131,7 @@ def resolve_or_exit(kubeconfig: str | None, context: str | None = None) -> Targe
         fail(str(failure), failure.code)
 
 
-_CONNECTION_ERRORS = (httpx2.TransportError, aiohttp.ClientConnectionError, OSError)
+_CONNECTION_ERRORS = (aiohttp.ClientConnectionError, OSError)
 
 
 def explain(error: BaseException, target: Target, doing: str) -> CliFailure:
@@ -159,7 +161,7 @@ def explain(error: BaseException, target: Target, doing: str) -> CliFailure:
             f"TLS to {target.where} failed ({error}): check the kubeconfig's certificate-authority",
             EXIT_CLUSTER,
         )
-    if isinstance(error, (httpx2.TimeoutException, TimeoutError)):
+    if isinstance(error, TimeoutError) or "no answer within" in str(error):
         return CliFailure(
             f"{target.where} did not answer in time: is it overloaded or unreachable?", EXIT_CLUSTER
         )
@@ -176,7 +178,7 @@ def explain(error: BaseException, target: Target, doing: str) -> CliFailure:
 def is_api_failure(error: BaseException) -> bool:
     """An error :func:`explain` has a line for (anything else is a bug and keeps its traceback)."""
     return status_code(error) is not None or isinstance(
-        error, (*_CONNECTION_ERRORS, ssl.SSLError, httpx2.HTTPError, TimeoutError)
+        error, (*_CONNECTION_ERRORS, ssl.SSLError, TimeoutError)
     )
 
 

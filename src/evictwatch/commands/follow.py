@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from lightkube import AsyncClient
+from lightkube.config.kubeconfig import SingleConfig
 
 from .. import views
 from ..kube.api import JsonApi
@@ -98,9 +98,9 @@ class Printer:
             click.echo(self.table.line([now.strftime("%Y-%m-%dT%H:%M:%SZ"), *cells]))
 
 
-async def stream(client: AsyncClient, namespace: str | None, printer: Printer) -> None:
+async def stream(connection: SingleConfig, namespace: str | None, printer: Printer) -> None:
     """List, then watch; give up after RESUMES failed resumptions in a row."""
-    api = JsonApi(client)
+    api = JsonApi(connection)
     try:
         await _follow(ListWatch(api, record_path(namespace or ""), printer, "cli-watch"), printer)
     finally:
@@ -127,13 +127,13 @@ async def _follow(lw: ListWatch, printer: Printer) -> None:
 
 
 async def stream_for(
-    client: AsyncClient, namespace: str | None, printer: Printer, timeout: float | None
+    connection: SingleConfig, namespace: str | None, printer: Printer, timeout: float | None
 ) -> None:
     """:func:`stream` until ``timeout`` seconds have passed (None: until Ctrl-C)."""
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            await stream(client, namespace, printer)
+            await stream(connection, namespace, printer)
     except TimeoutError:
         if not deadline.expired():
             raise  # an API call timed out, not our deadline

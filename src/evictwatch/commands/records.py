@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 import yaml
-from lightkube import AsyncClient
+from lightkube.config.kubeconfig import SingleConfig
 
 from .. import views
 from ..kube.api import JsonApi
@@ -35,9 +35,9 @@ _RESOURCE_PREFIXES = (
 LISTING = "list podevictions.evictwatch.io"
 
 
-async def list_records(client: AsyncClient, namespace: str | None) -> list[dict[str, Any]]:
+async def list_records(connection: SingleConfig, namespace: str | None) -> list[dict[str, Any]]:
     """Every record of ``namespace`` (None: all), in pages, through the one HTTP stack."""
-    api = JsonApi(client)
+    api = JsonApi(connection)
     try:
         return [record async for record in api.list_items(record_path(namespace or ""))]
     finally:
@@ -110,28 +110,25 @@ def get(
         )
 
     async def fetch() -> None:
-        client = target.client()
-        scope = None if all_namespaces else namespace or client.namespace
-        try:
-            records = await list_records(client, scope)
-            chosen = choose(records, show_missing)
-            if order is not None:
-                chosen = sorted(chosen, key=order)
-            now = datetime.datetime.now(datetime.UTC)
-            if not chosen and output in ("table", "wide", "name"):
-                click.echo(_nothing_found(scope, len(choose(records, True))), err=True)
-            _print_list(chosen, output, not no_headers, now)
-            if follow:
-                printer = Printer(
-                    "json" if output in ("json", "yaml") else output,
-                    lambda r: bool(choose([dict(r)], show_missing)),
-                    show_headers=False,
-                )
-                for record in chosen:
-                    printer.remember(record)
-                await stream_for(client, scope, printer, None)
-        finally:
-            await client.close()
+        connection = target.connection()
+        scope = None if all_namespaces else namespace or connection.namespace
+        records = await list_records(connection, scope)
+        chosen = choose(records, show_missing)
+        if order is not None:
+            chosen = sorted(chosen, key=order)
+        now = datetime.datetime.now(datetime.UTC)
+        if not chosen and output in ("table", "wide", "name"):
+            click.echo(_nothing_found(scope, len(choose(records, True))), err=True)
+        _print_list(chosen, output, not no_headers, now)
+        if follow:
+            printer = Printer(
+                "json" if output in ("json", "yaml") else output,
+                lambda r: bool(choose([dict(r)], show_missing)),
+                show_headers=False,
+            )
+            for record in chosen:
+                printer.remember(record)
+            await stream_for(connection, scope, printer, None)
 
     run_api(fetch, target, LISTING)
 
@@ -163,12 +160,9 @@ def describe(target: str, namespace: str | None, kubeconfig: str | None, context
     cluster = resolve_or_exit(kubeconfig, context)
 
     async def fetch() -> tuple[str, list[dict[str, Any]]]:
-        client = cluster.client()
-        try:
-            where = scope or client.namespace
-            records = await list_records(client, where)
-        finally:
-            await client.close()
+        connection = cluster.connection()
+        where = scope or connection.namespace
+        records = await list_records(connection, where)
         by_record = [r for r in records if (r.get("metadata") or {}).get("name") == name]
         by_pod = [r for r in records if ((r.get("spec") or {}).get("pod") or {}).get("name") == name]
         return where, by_record or by_pod
@@ -227,11 +221,8 @@ def watch(
         return bool(chosen)
 
     async def follow() -> None:
-        client = target.client()
-        try:
-            scope = None if all_namespaces else namespace or client.namespace
-            await stream_for(client, scope, Printer(output, keep, show_headers=not no_headers), timeout)
-        finally:
-            await client.close()
+        connection = target.connection()
+        scope = None if all_namespaces else namespace or connection.namespace
+        await stream_for(connection, scope, Printer(output, keep, show_headers=not no_headers), timeout)
 
     run_api(follow, target, "watch podevictions.evictwatch.io")

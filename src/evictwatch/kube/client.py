@@ -1,7 +1,9 @@
-"""The one door to the API server: client construction, our resource types, error tests.
+"""Which cluster to talk to, and the tests every layer applies to a failed call.
 
-Everything above this layer asks the API server through the lightkube ``AsyncClient`` made
-here, so that the field manager, timeouts and configuration loading are decided once.
+Everything above this layer asks the API server through :class:`evictwatch.kube.api.JsonApi`
+(the one HTTP stack); what it needs is the cluster and the user, which :func:`cluster_config`
+reads from a kubeconfig (lightkube's parser: the file format, contexts, exec plugins) or from the
+in-cluster service account. No lightkube client is made: its HTTP stack is not used.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import httpx2
-from lightkube import ApiError as LightkubeApiError
-from lightkube import AsyncClient, KubeConfig
+from lightkube import KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
 
 from .errors import ApiError, is_permanent
 
 FIELD_MANAGER = "evictwatch"
-CALL_ERRORS: tuple[type[BaseException], ...] = (ApiError, LightkubeApiError, httpx2.HTTPError, OSError)
-"""What a call to the API server can raise: an error answer, or no answer (for ``except``)."""
+CALL_ERRORS: tuple[type[BaseException], ...] = (ApiError, OSError)
+"""What a call to the API server can raise: an error answer (:class:`ApiError`), or no answer
+(``ConnectionError``, an ``OSError``: refused, reset, TLS, no answer in time)."""
 
 R = TypeVar("R")
 
@@ -51,47 +53,24 @@ def load_config(kubeconfig: str | os.PathLike[str] | None = None, context: str |
         ) from None
 
 
-def make_client(
-    kubeconfig: str | os.PathLike[str] | None = None,
-    *,
-    config: KubeConfig | None = None,
-    namespace: str | None = None,
-    timeout: float = 10.0,
-    field_manager: str = FIELD_MANAGER,
-) -> AsyncClient:
-    """An async client with our field manager; ``timeout`` bounds every non-watch call."""
-    return AsyncClient(
-        config or load_config(kubeconfig),
-        namespace=namespace,
-        timeout=httpx2.Timeout(timeout),
-        field_manager=field_manager,
-        lazy=False,
-        trust_env=False,
-    )
+def cluster_config(
+    kubeconfig: str | os.PathLike[str] | None = None, *, config: KubeConfig | None = None
+) -> SingleConfig:
+    """The cluster and user of the kubeconfig's current context (what :class:`JsonApi` takes)."""
+    chosen = (config or load_config(kubeconfig)).get()
+    if chosen is None:
+        raise KubeConfigError("the kubeconfig names no current context: pass --context or set one")
+    return chosen
 
 
 def status_code(error: BaseException) -> int | None:
-    """The HTTP status of an API error (ours, or lightkube's where its client is still used), or
-    None for anything else."""
-    if isinstance(error, ApiError):
-        return error.code
-    if isinstance(error, LightkubeApiError):
-        code = error.status.code
-        return int(code) if code is not None else error.response.status_code
-    if isinstance(error, httpx2.HTTPStatusError):  # an answer that was not a Status (a plain 404 page)
-        return error.response.status_code
-    return None
+    """The HTTP status of an API error answer, or None for anything else (no answer at all)."""
+    return error.code if isinstance(error, ApiError) else None
 
 
 def error_message(error: BaseException) -> str:
     """The server's own words for a failed call."""
-    if isinstance(error, ApiError):
-        return error.message
-    if isinstance(error, LightkubeApiError) and error.status.message:
-        return str(error.status.message)
-    if isinstance(error, httpx2.HTTPStatusError):
-        return error.response.text.strip()[:200]
-    return str(error)
+    return error.message if isinstance(error, ApiError) else str(error)
 
 
 def namespace_is_going(error: BaseException) -> bool:
@@ -109,4 +88,12 @@ def is_conflict(error: BaseException) -> bool:
     return status_code(error) == 409
 
 
-__all__ = ["ApiError", "is_conflict", "is_not_found", "is_permanent", "namespace_is_going", "status_code"]
+__all__ = [
+    "ApiError",
+    "cluster_config",
+    "is_conflict",
+    "is_not_found",
+    "is_permanent",
+    "namespace_is_going",
+    "status_code",
+]

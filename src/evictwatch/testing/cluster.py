@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
@@ -27,10 +28,22 @@ from lightkube.resources.core_v1 import Namespace, Node, Pod, ServiceAccount
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 
-from ..kube.client import from_manifest
+from ..kube.client import FIELD_MANAGER, from_manifest, load_config
 from .controlplane import ControlPlane
 
 T = TypeVar("T")
+
+
+def admin_client(kubeconfig: str | Path, *, timeout: float = 10.0) -> AsyncClient:
+    """A lightkube client for tests to set the scene with (typed objects, lightkube's own HTTP
+    stack). The product never makes one: it calls the API server through ``kube.api.JsonApi``."""
+    return AsyncClient(
+        load_config(kubeconfig),
+        timeout=httpx2.Timeout(timeout),
+        field_manager=FIELD_MANAGER,
+        lazy=False,
+        trust_env=False,
+    )
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ import pytest
 from lightkube import AsyncClient
 
 from ..config import parse_config
-from ..kube.client import make_client
 from ..operator import Operator
-from .cluster import Cluster, create_namespace, unique
+from .cluster import Cluster, admin_client, create_namespace, unique
 from .controlplane import ControlPlane, free_port
 from .node import RealNode, why_no_real_node
 
@@ -63,7 +62,7 @@ def eviction_request_control_plane(control_plane: ControlPlane) -> Iterator[Cont
 @pytest.fixture(scope="session")
 async def kube(control_plane: ControlPlane) -> AsyncIterator[AsyncClient]:
     """An admin lightkube AsyncClient."""
-    client = make_client(control_plane.kubeconfig_path)
+    client = admin_client(control_plane.kubeconfig_path)
     try:
         yield client
     finally:
@@ -132,8 +131,6 @@ async def start_operator(control_plane: ControlPlane) -> AsyncIterator[StartOper
     finally:
         for operator in reversed(started):
             await operator.stop()
-            if operator.client is not None:
-                await operator.client.close()
 
 
 async def settling_operator(

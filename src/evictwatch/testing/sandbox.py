@@ -37,7 +37,7 @@ from ..config import parse_config
 from ..operator import Operator
 from ..records.resource import PodEviction
 from .binaries import BinariesError
-from .cluster import Cluster, create_namespace, wait_for
+from .cluster import Cluster, admin_client, create_namespace, wait_for
 from .controlplane import ControlPlane, ControlPlaneError
 from .node import NodeError, RealNode, why_no_real_node
 from .node_binaries import NodeBinariesError
@@ -111,8 +111,16 @@ async def _make_pods(cluster: Cluster, node: DemoNode) -> list[str]:
 
 async def run_demo(cp: ControlPlane, operator: Operator, say: Say, node: DemoNode) -> list[dict[str, Any]]:
     """Make the demo workload, evict as a drain would, and return the settled records."""
-    client = operator.client
-    assert client is not None
+    client = admin_client(cp.kubeconfig_path)
+    try:
+        return await _demo(cp, client, operator, say, node)
+    finally:
+        await client.close()
+
+
+async def _demo(
+    cp: ControlPlane, client: AsyncClient, operator: Operator, say: Say, node: DemoNode
+) -> list[dict[str, Any]]:
     blocked_after = operator.config.controller.blockedAfterSeconds
     await asyncio.wait_for(operator.leading.wait(), 30)
     existing = [n.metadata.name async for n in client.list(Namespace) if n.metadata is not None]
@@ -207,8 +215,6 @@ async def serve(
             await stop.wait()
     finally:
         await operator.stop()
-        if operator.client is not None:
-            await operator.client.close()
 
 
 def run_sandbox(once: bool, say: Say, echo: Say, *, node_choice: str = "auto", output: str = "table") -> None:
