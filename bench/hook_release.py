@@ -30,6 +30,7 @@ from aiohttp import web
 from bench import common
 from bench.common import Api, OperatorProcess, Target
 from evictwatch import __version__
+from evictwatch.testing.receiver import serve_locally
 
 
 class Hook:
@@ -57,11 +58,7 @@ class Hook:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/pre-evict", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(app)
         return f"http://127.0.0.1:{self.port}/pre-evict"
 
     async def stop(self) -> None:

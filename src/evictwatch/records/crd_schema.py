@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..model.types import Source
+
 _STR: dict[str, Any] = {"type": "string"}
 _STR_LIST: dict[str, Any] = {"type": "array", "items": _STR}
 _TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
 _STR_MAP: dict[str, Any] = {"type": "object", "additionalProperties": _STR}
-_SOURCES = [
-    "EvictionAPI",
-    "Kubelet",
-    "Preemption",
-    "TaintManager",
-    "PodGC",
-    "DeviceTaintManager",
-    "EvictionRequest",
-    "Other",
-]
+_SOURCES = [str(source) for source in Source]
 _OUTCOMES = ["Pending", "Evicted", "Blocked", "PodGone", "EvictedByKubelet", "Failed"]
 """``Failed`` is the old name of ``EvictedByKubelet``, kept so that old records stay valid."""
 

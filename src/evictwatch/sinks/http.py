@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,6 +47,34 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+async def post_signed(
+    session: aiohttp.ClientSession | None,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: bytes | None,
+    timeout: float,
+) -> int:
+    """POST ``body`` (signed with ``secret`` when given) and read the answer; its HTTP status.
+
+    The HTTP sink and the pre-eviction hooks share it: one way to sign and send. Raises
+    aiohttp's errors, or TimeoutError, when there is no answer; ``session`` None: a fresh one.
+    """
+    sent = dict(headers)
+    if secret:
+        sent[SIGNATURE_HEADER] = sign(secret, body)
+    client = session or aiohttp.ClientSession(trust_env=True)
+    try:
+        async with client.post(
+            url, data=body, headers=sent, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as reply:
+            await reply.read()
+            return reply.status
+    finally:
+        if session is None:
+            await client.close()
+
+
 @dataclass
 class HttpSink(SinkBase):
     url: str = ""
@@ -65,19 +94,9 @@ class HttpSink(SinkBase):
     async def deliver(self, eviction: Eviction) -> None:
         body, content_type = self.body(eviction)
         headers = {**self.headers, "Content-Type": content_type, "Idempotency-Key": eviction.idempotency_key}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign(self.secret, body)
-        client = self.client or aiohttp.ClientSession(trust_env=True)
         try:
-            async with client.post(
-                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as reply:
-                await reply.read()
-                status = reply.status
+            status = await post_signed(self.client, self.url, body, headers, self.secret, self.timeout)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise DeliveryError(f"{self.name}: {type(error).__name__}") from None
-        finally:
-            if self.client is None:
-                await client.close()
         if status >= 300:
             raise DeliveryError(f"{self.name}: HTTP {status}")

@@ -25,7 +25,7 @@ import aiohttp
 
 from ..config import ConfigError, Hook
 from ..model.podeviction import PodEviction
-from .http import SIGNATURE_HEADER, sign
+from .http import post_signed
 
 HookFn = Callable[[PodEviction], Awaitable[Any]]
 Answer = Literal["done", "working"]
@@ -71,22 +71,12 @@ class HttpHook:
     async def call(self, record: Mapping[str, Any], idempotency_key: str) -> Answer:
         body = json.dumps(record, separators=(",", ":")).encode()
         headers = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": idempotency_key}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = sign(self.secret, body)
-        session = self.session or aiohttp.ClientSession(trust_env=True)
         try:
-            async with session.post(
-                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
-            ) as reply:
-                await reply.read()
-                status = reply.status
+            status = await post_signed(self.session, self.url, body, headers, self.secret, self.timeout)
         except TimeoutError:
             raise HookCallError(f"no answer within {self.timeout:g} s") from None
         except aiohttp.ClientError as error:
             raise HookCallError(f"{type(error).__name__}") from None
-        finally:
-            if self.session is None:
-                await session.close()
         if status == 200:
             return "done"
         if status == 202:

@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .receiver import serve_locally
+
 
 @dataclass
 class HookServer:
@@ -58,11 +60,7 @@ class HookServer:
     async def start(self) -> HookServer:
         app = web.Application()
         app.router.add_post("/pre-evict", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(app)
         return self
 
     async def stop(self) -> None:
