@@ -29,8 +29,12 @@ from typing import Any
 import httpx2
 
 from bench import common
+from bench.added_latency import MinimalRecorder
 from bench.common import Api, OperatorProcess, Target
 from evictwatch import __version__
+from evictwatch.kube.api import JsonApi
+from evictwatch.kube.client import load_config
+from evictwatch.records.install import ensure_crd
 
 FINAL = {"Evicted", "Blocked", "PodGone", "Failed"}
 
@@ -179,13 +183,32 @@ async def _run(
     async with Api(target, connections=concurrency) as api:
         namespace = await api.create_namespace(f"ewb-{run_id}-storm", {"evictwatch.io/bench-run": run_id})
         baseline = await api.create_namespace(f"ewb-{run_id}-off")  # no webhook: the drain without us
+        # The yardstick: the same drain with a recorder that makes one create per attempt and
+        # nothing else (bench.minimal_recorder, on the operator's CPU).
+        yardstick = await api.create_namespace(f"ewb-{run_id}-mr", {"evictwatch.io/bench-minimal": run_id})
         for node in node_names:
             await api.create_node(node)
-        print(f"creating 2 x {pods} Running+Ready Pods on {nodes} Nodes ...", flush=True)
-        for where in (baseline, namespace):
+        print(f"creating 3 x {pods} Running+Ready Pods on {nodes} Nodes ...", flush=True)
+        for where in (baseline, yardstick, namespace):
             pods_per_second = await populate(api, where, names, group_size, blocked, node_names)
         print(f"draining {pods} Pods without the operator (concurrency {concurrency}) ...", flush=True)
         without = await drain(api, baseline, names, concurrency, retries, retry_interval)
+        print(f"draining {pods} Pods with the minimal recorder ...", flush=True)
+        minimal = MinimalRecorder(
+            target, f"evictwatch.io/bench-minimal={run_id}", f"ewb-minimal-{run_id}", operator_cpus
+        )
+        setup = JsonApi(load_config(target.kubeconfig_path))
+        try:  # the records' CRD, which the operator would install when it starts
+            await ensure_crd(setup)
+        finally:
+            await setup.close()
+        await minimal.start()
+        try:
+            await asyncio.sleep(2.0)  # the API server picks its configuration up
+            with_minimal = await drain(api, yardstick, names, concurrency, retries, retry_interval)
+        finally:
+            await minimal.stop()
+        minimal_records = len(await api.records(yardstick))
         config = common.operator_config(
             run_id,
             # Its own namespace only, as in bench.added_latency: the drain without the operator left
@@ -310,6 +333,15 @@ async def _run(
             "eviction_call_latency": common.latency_ms(without.latencies),
         },
         "drain_wall_ratio_with_over_without": round(wall / without.wall, 3) if without.wall > 0 else None,
+        "minimal_recorder": {
+            "wall_seconds": round(with_minimal.wall, 2),
+            "first_pass_seconds": round(with_minimal.first_pass, 2),
+            "records": minimal_records,
+            "wall_ratio_over_without": round(with_minimal.wall / without.wall, 3)
+            if without.wall > 0
+            else None,
+            "note": "one bare PodEviction create per attempt, nothing else; drained between the two others",
+        },
         "api_calls": {
             "by_call": calls,
             "per_eviction": round(sum(calls.values()) / max(evicted, 1), 3),
@@ -374,6 +406,8 @@ async def _run(
             "wall s",
             "without s",
             "x without",
+            "minimal s",
+            "x without (minimal)",
             "1st pass s",
             "evict/s",
             "attempts",
@@ -388,6 +422,8 @@ async def _run(
                 res["wall_seconds"],
                 result["without_operator"]["wall_seconds"],
                 result["drain_wall_ratio_with_over_without"],
+                result["minimal_recorder"]["wall_seconds"],
+                result["minimal_recorder"]["wall_ratio_over_without"],
                 res["first_pass_seconds"],
                 res["evictions_per_second"],
                 len(attempts),

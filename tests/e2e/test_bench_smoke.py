@@ -121,6 +121,9 @@ async def test_storm_bench(target: Target, tmp_path: Path) -> None:
     assert results["blocked_after_last_attempt_min_ms"] >= 1000
     assert results["wall_seconds"] >= results["first_pass_seconds"] > 0
     assert data["operator"]["rss_mb_max"] > 0
+    # The yardstick drained the same Pods: one bare record per attempt that reached it.
+    assert data["minimal_recorder"]["records"] == 40
+    assert data["minimal_recorder"]["wall_seconds"] > 0
 
 
 async def test_watch_cost_bench(target: Target, tmp_path: Path) -> None:
