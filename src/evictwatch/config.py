@@ -231,7 +231,10 @@ class Hook(_Strict):
         default=300.0, gt=0, le=86400, description="the longest an eviction is held; then it is allowed"
     )
     retryAfterSeconds: float = Field(
-        default=5.0, gt=0, le=3600, description="how often the hook is asked again while it works"
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often the hook is asked again while it works, each call timed 1 s before the evicting client's next try is due (set it to their retry interval: kubectl drain 5 s)",
     )
     callTimeoutSeconds: float = Field(
         default=10.0, gt=0, le=60, description="no answer within this is a failed call"

@@ -252,3 +252,23 @@ def test_describe_shows_the_hold_and_each_hooks_state() -> None:
     assert "Hooks:         held for 30s, 1 attempt answered 429" in describe(record, now)
     del record["spec"]["hooks"], record["spec"]["unknownHooks"]
     assert "Hooks:" not in describe(record, now)
+
+
+def test_a_working_hook_is_asked_again_just_before_the_clients_next_try() -> None:
+    from evictwatch.model.hooks import next_call_at
+
+    t0 = datetime.datetime(2026, 12, 3, 12, 0, 0, tzinfo=datetime.UTC)
+
+    def at(seconds: float) -> datetime.datetime:
+        return t0 + datetime.timedelta(seconds=seconds)
+
+    # kubectl drain tries at 0, 5, 10 ...: the hook is asked at 4, 9 ..., one second ahead of each.
+    assert next_call_at(at(0.3), at(0), 5) == at(4)
+    assert next_call_at(at(4), at(0), 5) == at(9)
+    assert next_call_at(at(9.02), at(5.01), 5) == at(14.01)  # re-anchored on the latest try
+    # Never sooner than a second after the last call (the try at 5 is then too close to lead
+    # it: the one at 10 is), never later than retryAfterSeconds after it.
+    assert next_call_at(at(3.9), at(0), 5) == at(8.9)
+    assert next_call_at(at(10), at(0), 5) == at(14)
+    assert next_call_at(at(0), None, 5) == at(5)
+    assert next_call_at(at(0), at(0), 2) == at(2)  # too short to lead: plain retryAfterSeconds

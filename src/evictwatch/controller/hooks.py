@@ -36,6 +36,7 @@ from ..model.hooks import (
     HookProgress,
     HookRule,
     hold_since,
+    next_call_at,
     progress_from_status,
 )
 from ..model.outcome import parse_time
@@ -160,10 +161,11 @@ class HookRunner:
         while True:
             now = _now()
             if last_call is not None and current.calls:
-                pause = min(
-                    (last_call + datetime.timedelta(seconds=rule.retry_after_seconds) - now).total_seconds(),
-                    (deadline - now).total_seconds(),
+                spec = (self.records.get(*key) or record).get("spec") or {}
+                due = next_call_at(
+                    last_call, parse_time(spec.get("lastAttemptTime")), rule.retry_after_seconds
                 )
+                pause = min((due - now).total_seconds(), (deadline - now).total_seconds())
                 if pause > 0:
                     await asyncio.sleep(pause)
                     now = _now()

@@ -233,3 +233,33 @@ def held_seconds(spec: Mapping[str, Any], now: datetime.datetime) -> float | Non
         return None
     end = parse_time(hold.get("releasedTime")) or now
     return max((end - since).total_seconds(), 0.0)
+
+
+CALL_LEAD_SECONDS = 1.0
+"""A hook still working is asked again this long before the evicting client's next try is due."""
+MIN_CALL_GAP_SECONDS = 1.0
+
+
+def next_call_at(
+    last_call: datetime.datetime, last_attempt: datetime.datetime | None, retry_after_seconds: float
+) -> datetime.datetime:
+    """When to ask a hook that answered "still working" again.
+
+    Every ``retryAfterSeconds``, but timed to land just before the evicting client tries again:
+    a client such as ``kubectl drain`` retries a 429 at a fixed interval (5 s), and a hook asked
+    at the same rate but just after each try would say "done" just after one and be heard only
+    at the next, a whole interval later (``bench.hook_release``). So the calls keep the
+    client's rhythm, ``retryAfterSeconds`` apart, :data:`CALL_LEAD_SECONDS` ahead of each try
+    expected from the latest one the record holds (the client is assumed to retry about every
+    ``retryAfterSeconds``; set it to their interval). Never sooner than
+    :data:`MIN_CALL_GAP_SECONDS` after the last call, never later than ``retryAfterSeconds``.
+    """
+    period = datetime.timedelta(seconds=max(retry_after_seconds, 0.001))
+    latest = last_call + period
+    if last_attempt is None or retry_after_seconds <= CALL_LEAD_SECONDS + MIN_CALL_GAP_SECONDS:
+        return latest
+    lead = datetime.timedelta(seconds=CALL_LEAD_SECONDS)
+    earliest = last_call + datetime.timedelta(seconds=MIN_CALL_GAP_SECONDS)
+    tries = max(int((earliest - last_attempt + lead) / period) + 1, 1)
+    before_next_try = last_attempt + tries * period - lead
+    return min(max(before_next_try, earliest), latest)
