@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import signal
 import sys
 from typing import Any
@@ -24,7 +25,32 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+PLUGIN_GROUP = "evictwatch.commands"
+"""Entry points of this group are commands of ``evictwatch`` (the harness's sandbox and
+control-plane are two): loaded when run or listed, never imported by the product itself."""
+
+
+class _WithPlugins(click.Group):
+    """The built-in commands, and those other packages register under :data:`PLUGIN_GROUP`."""
+
+    def _plugins(self) -> dict[str, importlib.metadata.EntryPoint]:
+        return {entry.name: entry for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        entry = self._plugins().get(cmd_name) if command is None else None
+        if entry is None:
+            return command
+        loaded = entry.load()
+        if not isinstance(loaded, click.Command):
+            raise click.ClickException(f"the entry point {entry.value} ({PLUGIN_GROUP}) is not a command")
+        return loaded
+
+
+@click.group(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evictwatch")
 def main() -> None:
     """Capture every Pod eviction: who asked for it, why, and what came of it.
@@ -175,43 +201,6 @@ main.add_command(about.completion)
 
 
 @main.command()
-@click.option("--once", is_flag=True, help="Exit after the demo instead of waiting for Ctrl-C.")
-@click.option(
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    help="json: one document {node, records} on stdout (progress goes to stderr).",
-)
-@click.option(
-    "--node",
-    "node_choice",
-    type=click.Choice(["auto", "real", "fake"]),
-    default="auto",
-    help="auto: a real kubelet where the machine allows (root, cgroups, runc), else a Node object.",
-)
-def sandbox(once: bool, output: str, node_choice: str) -> None:
-    """Try evictwatch without a cluster: a local control plane, the operator, a demo drain.
-
-    Builds kube-apiserver on first use (a few minutes), starts it with etcd and
-    kube-controller-manager on 127.0.0.1, runs the operator with a self-signed webhook, makes a
-    demo Deployment with a PodDisruptionBudget, evicts (one allowed, one blocked, one dry run),
-    and shows the records. As root, the Pods run on a real node (containerd and a kubelet,
-    also built on first use). Everything stays up for kubectl until Ctrl-C.
-    """
-    from .testing import sandbox as demo  # the harness at work; it needs no test extra (DESIGN.md)
-
-    setup_logging("WARNING")
-
-    def say(text: str) -> None:
-        click.echo(f"sandbox: {text}", err=output == "json")
-
-    try:
-        demo.run_sandbox(once, say, click.echo, node_choice=node_choice, output=output)
-    except demo.START_ERRORS as error:
-        _fail(str(error).splitlines()[0], EXIT_CLUSTER)
-
-
-@main.command()
 def manifests() -> None:
     """Print the install manifests (namespace, CRD, operator with cert-manager certificates).
 
@@ -225,19 +214,6 @@ def manifests() -> None:
 
 
 main.add_command(report_command, "report")
-
-
-@main.command("control-plane")
-@click.option("--with-controller-manager/--without-controller-manager", default=True)
-@click.option("--kubeconfig-out", type=click.Path(dir_okay=False), help="Also copy the kubeconfig here.")
-def control_plane(with_controller_manager: bool, kubeconfig_out: str | None) -> None:
-    """Start the local control plane (built on first use) and keep it until Ctrl-C."""
-    from .testing import sandbox as demo  # the harness at work; it needs no test extra (DESIGN.md)
-
-    try:
-        demo.serve_control_plane(with_controller_manager, kubeconfig_out, say=click.echo)
-    except demo.START_ERRORS as error:
-        _fail(str(error), EXIT_CLUSTER)
 
 
 if __name__ == "__main__":

@@ -234,7 +234,8 @@ class Hook(_Strict):
         default=5.0,
         gt=0,
         le=3600,
-        description="how often the hook is asked again while it works, each call timed 1 s before the evicting client's next try is due (set it to their retry interval: kubectl drain 5 s)",
+        description="how often the hook is asked again while it works, each call timed 1 s before "
+        "the evicting client's next try is due (set it to their retry interval: kubectl drain 5 s)",
     )
     callTimeoutSeconds: float = Field(
         default=10.0, gt=0, le=60, description="no answer within this is a failed call"
