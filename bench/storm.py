@@ -268,7 +268,7 @@ async def _run(
             samples = await operator.metrics()
         finally:
             await operator.stop(api)
-        for where in (namespace, baseline):
+        for where in (namespace, baseline, yardstick):
             await api.delete_namespace(where)
         for node in node_names:
             await api.delete_node(node)
