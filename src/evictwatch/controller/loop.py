@@ -8,15 +8,18 @@ Events, owners), so settling an eviction reads nothing from the API server in th
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from ..aio import cancel_and_wait
-from ..capture.podcache import PodFactsCache
+from ..capture.podcache import PodFactsCache, PodState
 from ..config import ControllerConfig
 from ..kube.api import JsonApi
+from ..model.outcome import parse_time
 from ..model.record import record_name
+from ..model.types import Outcome, Source
 from ..records.cache import RecordCache
 from ..sinks.base import Sink
 from . import retention
@@ -34,6 +37,43 @@ with the eviction's own request (``bench.added_latency``, docs/DESIGN.md). Settl
 well within the 2 s budget of issue 14."""
 
 log = logging.getLogger("evictwatch.controller")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def look_after(
+    record: Mapping[str, Any],
+    pod: PodState | Literal[False] | None,
+    now: datetime.datetime,
+    blocked_after: float,
+) -> float:
+    """How long after a change of ``record`` the controller should look at it.
+
+    Soon (:data:`NUDGE_SECONDS`), unless the record is an Eviction API attempt still Pending
+    whose Pod the cache shows running, unchanged: nothing can be decided about it before the
+    Pod moves, which tells the controller itself (``_on_pod``), or before ``blockedAfterSeconds``
+    have passed since the last attempt, when it is Blocked. Looking at once anyway was 147 of
+    the 356 reconciles of a burst of 150 evictions, each only scheduling that recheck.
+    """
+    spec = record.get("spec") or {}
+    status = record.get("status") or {}
+    record_pod = spec.get("pod") or {}
+    waiting = (
+        status.get("outcome") in (None, "", str(Outcome.PENDING))
+        and spec.get("source") == Source.EVICTION_API
+        and record_pod.get("found") is not False
+        and isinstance(pod, PodState)
+        and pod.info.uid == record_pod.get("uid")
+        and not pod.terminating
+        and pod.disruption is None
+    )
+    if not waiting:
+        return NUDGE_SECONDS
+    last = parse_time(spec.get("lastAttemptTime")) or now
+    return max(blocked_after - (now - last).total_seconds(), NUDGE_SECONDS)
+
 
 SYNC_WAIT_SECONDS = 10.0
 """How long a new leader waits for its caches to list before it settles with what it has."""
@@ -88,7 +128,13 @@ class Controller:
             self.hooks.consider(key, record)
         if self.settler.is_done(record):
             return
-        self.queue.add_after(key, NUDGE_SECONDS)
+        pod = (record.get("spec") or {}).get("pod") or {}
+        state = (
+            self.pods.state(key[0], str(pod.get("name") or ""), str(pod.get("uid") or ""))
+            if self.pods is not None
+            else False
+        )
+        self.queue.add_after(key, look_after(record, state, _now(), self.settings.blockedAfterSeconds))
 
     async def _work(self, key: Key) -> None:
         result = await self.settler.reconcile(*key)
